@@ -1,0 +1,1 @@
+"""Text: BPE tokenizer training and token-block datasets. Knows nothing of Dagster."""

@@ -1,0 +1,1 @@
+"""Training: presets, devices, the Trainer loop (also the torchrun entry point), generation."""
