@@ -1,0 +1,156 @@
+"""Stage reports -> Dagster metadata: what a user sees on each asset's page in the UI.
+
+Reports arrive as dataclasses or as the plain dicts stored in stamps (see llm_assets.stamps), so
+a reused stage shows the same figures as the run that produced its output.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from llm_assets.books.cleaning import CorpusReport
+from llm_assets.books.gutenberg import DownloadReport
+from llm_assets.training.train import TrainResult
+
+
+def plain(report: Any) -> dict[str, Any]:
+    """A dataclass report as JSON-able values (paths become strings)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return {k: convert(v) for k, v in dataclasses.asdict(report).items()}
+
+
+def with_reuse(metadata: dict[str, Any], reused: bool) -> dict[str, Any]:
+    return {**metadata, "reused_previous_output": reused}
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> dg.MetadataValue:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def raw_books(report: DownloadReport, fingerprint: str, book_list: Path) -> dict[str, Any]:
+    fetched = [b for b in report.books if b.fetched]
+    return {
+        "books": len(report.books),
+        "downloaded": len(fetched),
+        "cached": len(report.books) - len(fetched),
+        "skipped": _md_table(["book id", "reason"], [list(s) for s in report.skipped])
+        if report.skipped
+        else "none",
+        "skipped_count": len(report.skipped),
+        "requests": report.requests,
+        "bytes_downloaded": report.bytes_downloaded,
+        "total_bytes": sum(b.size for b in report.books),
+        "seconds": round(report.seconds, 3),
+        "book_ids": [b.book_id for b in report.books],
+        "book_list": dg.MetadataValue.path(str(book_list)),
+        "book_list_fingerprint": fingerprint,
+    }
+
+
+def corpus_report(report: CorpusReport) -> dict[str, Any]:
+    out = plain(report)
+    out["books"] = [
+        {"id": b.book_id, "bytes": b.end - b.start, "lines": b.lines, "markers": b.markers_found}
+        for b in report.books
+    ]
+    return out
+
+
+def corpus(report: dict[str, Any]) -> dict[str, Any]:
+    books = report["books"]
+    return {
+        "books": len(books),
+        "total_bytes": report["total_bytes"],
+        "seconds": round(report["seconds"], 3),
+        "unmarked_books": report["unmarked"] or "none",
+        "path": dg.MetadataValue.path(report["path"]),
+        "per_book": _md_table(
+            ["book id", "bytes", "lines", "header/footer found"],
+            [[b["id"], f"{b['bytes']:,}", f"{b['lines']:,}", "yes" if b["markers"] else "**no: kept whole**"]
+             for b in books],
+        ),
+    }
+
+
+def tokenizer(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "vocab_size": report["vocab_size"],
+        "requested_vocab_size": report["requested_vocab_size"],
+        "corpus_bytes": report["corpus_bytes"],
+        "seconds": round(report["seconds"], 3),
+        "path": dg.MetadataValue.path(report["path"]),
+    }
+
+
+def tokenized_dataset(report: dict[str, Any]) -> dict[str, Any]:
+    seconds = report["seconds"]
+    return {
+        "context_length": report["context_length"],
+        "train_blocks": report["train_blocks"],
+        "validation_blocks": report["validation_blocks"],
+        "total_tokens": report["total_tokens"],
+        "dropped_tokens": report["dropped_tokens"],
+        "token_dtype": report["token_dtype"],
+        "books": report["books"],
+        "shards": report["shards"],
+        "seconds": round(seconds, 3),
+        "mb_per_second": round(report["corpus_bytes"] / 1e6 / max(seconds, 1e-9), 2),
+        "path": dg.MetadataValue.path(report["path"]),
+    }
+
+
+def _png_markdown(path: Path, alt: str) -> dg.MetadataValue:
+    """Dagster has no image metadata type: an embedded data URI in Markdown shows in the UI."""
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def _finite(x: float) -> float | str:
+    return x if math.isfinite(x) else str(x)
+
+
+def trained_model(result: TrainResult) -> dict[str, Any]:
+    """The SPEC's fixed keys first, then what else helps a user judge the run."""
+    metadata: dict[str, Any] = {
+        "device": result.device,
+        "precision": result.precision,
+        "preset": result.preset,
+        "parameters": result.parameters,
+        "batch_size": result.batch_size,
+        "train_tokens": result.train_tokens,
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "train_loss": _finite(result.train_loss),
+        "eval_loss": _finite(result.eval_loss),
+        "perplexity": _finite(result.perplexity),
+        "resumed_from_step": result.resumed_from_step,
+        "world_size": result.world_size,
+        "model_dir": dg.MetadataValue.path(str(result.model_dir)),
+        "global_step": result.global_step,
+        "wall_seconds": round(result.wall_seconds, 2),
+        "train_seconds": round(result.train_seconds, 2),
+        "fell_back_to_cpu": result.fell_back_to_cpu,
+        "run_dir": dg.MetadataValue.path(str(result.run_dir)),
+        "samples": dg.MetadataValue.md(
+            "\n\n".join(f"**{prompt}** {text}" for prompt, text in result.samples) or "none"
+        ),
+    }
+    if result.loss_curve_png and Path(result.loss_curve_png).is_file():
+        metadata["loss_curve"] = _png_markdown(Path(result.loss_curve_png), "loss curve")
+    return metadata
