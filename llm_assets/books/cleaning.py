@@ -118,6 +118,30 @@ _URL_ONLY = re.compile(r"^\s*[(<\[]?(?:https?://|www\.)\S*[)>\]]?\s*$", re.IGNOR
 _MAX_CREDIT_PARAGRAPHS = 4
 
 
+# Lines that only Gutenberg's own boilerplate contains: a clean corpus has none of them. Kept
+# narrow on purpose (books do say "licence" or "small printing error"), so a hit is a real leak.
+_BOILERPLATE_LINES = (
+    START_MARKER,
+    END_MARKER,
+    SMALL_PRINT_START,
+    SMALL_PRINT_END,
+    _FOOTER,
+    re.compile(rf"FULL\s+{_PG}\s+LICEN[CS]E", re.IGNORECASE),
+    re.compile(rf"{_PG}\s*(?:-tm\b|\u2122)", re.IGNORECASE),
+    re.compile(rf"{_PG}\s+Literary\s+Archive\s+Foundation", re.IGNORECASE),
+    re.compile(r"This\s+file\s+should\s+be\s+named\s+\S+\.(?:txt|zip)", re.IGNORECASE),
+)
+
+
+def find_boilerplate_lines(text: str) -> list[str]:
+    """Lines of ``text`` that are Gutenberg markers, licence or footer: the corpus check's test."""
+    return [
+        line
+        for line in text.split("\n")
+        if any(pattern.search(line) for pattern in _BOILERPLATE_LINES)
+    ]
+
+
 @dataclass(frozen=True)
 class CleanedBook:
     """A book's body. Line numbers are 1-based, in the decoded original (LF-split)."""

@@ -21,7 +21,7 @@ BOILERPLATE = re.compile(
     r"project\s*gutenberg|gutenberg\.org|gutenberg\.net|pgdp\.net|small\s+print|"
     r"\bSTART\s+OF\s+(?:THE|THIS)\b|\bEND\s+OF\s+(?:THE|THIS)\b|licen[cs]e|"
     r"distributed\s+proofread|this\s+file\s+should\s+be\s+named|e-?text\s+prepared\s+by|"
-    r"produced\s+by|etext|html\s+version|royalt|trademark|donation",
+    r"produced\s+by|\betext|html\s+version|royalt|trademark|donation",
     re.IGNORECASE,
 )
 MARKER = re.compile(
