@@ -182,11 +182,14 @@ def _skip_wrapped_marker(lines: list[str], i: int) -> int:
 def _find_small_print_end(lines: list[str]) -> int | None:
     """Line after the end of a SMALL PRINT licence that heads the file (1990s etexts).
 
-    Only the first half is searched: a SMALL PRINT after the body is footer, not header.
+    A SMALL PRINT that comes after an END marker or an "End of ... Project Gutenberg" line is
+    footer, not header (2002 files put it there), so the search stops at the first of those.
     """
-    for i in range(len(lines) // 2):
-        if SMALL_PRINT_END.match(lines[i]):
+    for i, line in enumerate(lines):
+        if SMALL_PRINT_END.match(line):
             return i + 1
+        if END_MARKER.match(line) or _FOOTER.match(line):
+            return None
     return None
 
 

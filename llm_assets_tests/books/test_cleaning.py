@@ -265,3 +265,25 @@ def test_build_corpus_rejects_a_book_with_no_text(tmp_path) -> None:
     with pytest.raises(CorpusError, match="book 8"):
         build_corpus(tmp_path, tmp_path / "c.txt", tmp_path / "i.json")
     assert list(tmp_path.glob(".c.txt*")) == []  # the temporary file is cleaned up
+
+
+def test_short_book_under_a_long_small_print_header() -> None:
+    # The licence can be longer than the book: the header's end is found wherever it is.
+    licence = "\n".join(f"lawyers line {n}" for n in range(300))
+    raw = (
+        "The Project Gutenberg Etext of A Poem\n"
+        f"***START**THE SMALL PRINT!**FOR PUBLIC DOMAIN ETEXTS**START***\n{licence}\n"
+        "*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.04.29.93*END*\n\n"
+        "A short poem.\nOf two lines.\n\nEnd of The Project Gutenberg Etext of A Poem\n"
+    ).encode()
+    _check(raw, "A short poem.\nOf two lines.")
+
+
+def test_small_print_after_the_footer_is_not_taken_for_a_header() -> None:
+    raw = (
+        f"{BODY}\n\nEnd of the Project Gutenberg EBook of X\n\n"
+        "***START**THE SMALL PRINT!**FOR PUBLIC DOMAIN EBOOKS**START***\nlawyers\n"
+        "*END THE SMALL PRINT! FOR PUBLIC DOMAIN EBOOKS*Ver.02/11/02*END*\n"
+    ).encode()
+    cleaned = clean_book(raw)
+    assert cleaned.text == BODY
