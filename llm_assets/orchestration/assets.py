@@ -110,9 +110,10 @@ def raw_books(
     )
     for book_id, reason in report.skipped:
         context.log.warning(f"book {book_id} skipped: {reason}")
+    fingerprint = book_list_fingerprint(p.book_list)
     return dg.MaterializeResult(
-        metadata=md.raw_books(report, book_list_fingerprint(p.book_list), p.book_list),
-        data_version=dg.DataVersion(book_list_fingerprint(p.book_list)),
+        metadata=md.raw_books(report, fingerprint, p.book_list),
+        data_version=dg.DataVersion(fingerprint),
     )
 
 
