@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
+from tokenizers import Tokenizer
 
 from llm_assets.text.tokenizer import (
     END_OF_TEXT,
@@ -90,7 +91,10 @@ def build_dataset(
     progress: Callable[[int, int], None] | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> DatasetReport:
-    """Encode, chunk, split and save; ``progress(corpus bytes done, corpus bytes)`` per batch."""
+    """Encode, chunk, split and save; ``progress(bytes done, corpus file bytes)`` per batch.
+
+    ``max_shard_bytes`` caps each Arrow file (tests use it to exercise sharding).
+    """
     _check_config(context_length, validation_fraction)
     started = time.perf_counter()
     books = read_corpus_index(corpus_path, index_path)
@@ -137,7 +141,9 @@ def build_dataset(
 
 
 def _check_config(context_length: int, validation_fraction: float) -> None:
-    if isinstance(context_length, bool) or not isinstance(context_length, int) or context_length < 1:
+    if isinstance(context_length, bool) or not isinstance(context_length, int):
+        raise ValueError(f"context_length must be a positive integer, got {context_length!r}.")
+    if context_length < 1:
         raise ValueError(f"context_length must be a positive integer, got {context_length!r}.")
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(
@@ -145,9 +151,8 @@ def _check_config(context_length: int, validation_fraction: float) -> None:
         )
 
 
-def _load_fast_tokenizer(tokenizer_dir: Path):  # -> tokenizers.Tokenizer
-    from tokenizers import Tokenizer
-
+def _load_fast_tokenizer(tokenizer_dir: Path) -> Tokenizer:
+    """The Rust tokenizer itself: ``transformers`` would only add import time here."""
     path = tokenizer_dir / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"No {path}: materialize the `tokenizer` asset first.")
@@ -163,7 +168,7 @@ def _load_fast_tokenizer(tokenizer_dir: Path):  # -> tokenizers.Tokenizer
 def _encode_corpus(
     corpus_path: Path,
     index_path: Path,
-    tokenizer,
+    tokenizer: Tokenizer,
     eot: int,
     dtype: np.dtype,
     sink: BinaryIO,

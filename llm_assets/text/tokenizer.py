@@ -90,9 +90,9 @@ def read_corpus_index(corpus_path: Path, index_path: Path) -> list[CorpusBook]:
     for book in books:
         if not previous_end <= book.start <= book.end <= size:
             raise ValueError(
-                f"Book {book.id} has offsets [{book.start}, {book.end}) in {index_path} that do not "
-                f"fit {corpus_path} ({size} bytes, previous book ends at {previous_end}): the index "
-                "is stale; re-materialize the `corpus` asset."
+                f"Book {book.id} has offsets [{book.start}, {book.end}) in {index_path} that do "
+                f"not fit {corpus_path} ({size} bytes, previous book ends at {previous_end}): "
+                "the index is stale; re-materialize the `corpus` asset."
             )
         previous_end = book.end
     return books
@@ -299,7 +299,8 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for leftover in (tmp, old):  # from a crashed run that had our pid
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp

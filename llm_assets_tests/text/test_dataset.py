@@ -171,7 +171,8 @@ def test_ids_above_uint16_are_stored_as_uint32(corpus: Corpus, tmp_path: Path) -
     assert split.data.schema.field("input_ids").type.value_type == "uint32"
     ids = split.with_format("numpy")[:]["input_ids"]
     assert ids.min() >= 70_000  # nothing wrapped around at 65536
-    every_block = [list(r) for r in rows(tmp_path / "ds", "train") + rows(tmp_path / "ds", "validation")]
+    out = tmp_path / "ds"
+    every_block = [list(r) for r in rows(out, "train") + rows(out, "validation")]
     first = next(iter(corpus.books.values()))
     assert tok.encode(first).ids[:64] in every_block  # the first block: the first book's bytes
 

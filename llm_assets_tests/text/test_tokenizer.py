@@ -116,7 +116,8 @@ def test_trained_tokenizer_loads_with_autotokenizer_like_gpt2(
     ids = hf(text)["input_ids"]
     assert len(ids) < len(text.encode()) / 2  # learned merges, not bytes
     assert hf.decode(ids) == text  # byte level: lossless, accents and curly quotes included
-    assert hf.tokenize(" the")[0].startswith("Ġ")  # GPT-2's byte-level space marker, no prefix space
+    assert hf.tokenize(" the")[0].startswith("Ġ")  # GPT-2's byte-level space marker
+    # ... and no prefix space added: "the" at the start of a text differs from " the".
     assert hf("the")["input_ids"] != hf(" the")["input_ids"]
 
 
@@ -178,7 +179,8 @@ def test_parallelism_is_left_off_for_later_forks_unless_the_user_chose(
 def test_stage_modules_import_neither_dagster_nor_heavy_libraries() -> None:
     code = (
         "import sys, llm_assets.text.tokenizer, llm_assets.text.dataset\n"
-        "print(sorted(m for m in ('dagster', 'datasets', 'transformers', 'torch') if m in sys.modules))"
+        "heavy = ('dagster', 'datasets', 'transformers', 'torch')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
