@@ -1,0 +1,166 @@
+"""Training tokens/s of `trained_model` (the Trainer path) beside a bare PyTorch loop.
+
+Both run in this process on the same model, batch, precision and data: the bare loop is
+forward, backward, gradient clipping and fused AdamW, nothing else (no Trainer, no accelerate,
+no callbacks). The ratio is the Trainer's overhead; the goal is >= 0.95, the floor 0.85.
+
+    python benchmarks/train_throughput.py                      # tiny and mini presets, CPU
+    python benchmarks/train_throughput.py --presets mini --steps 30 --repeats 3 --vocab 8192
+
+Figures go in benchmarks/TRAINING.md. The two are interleaved (bare, trainer, bare, trainer...)
+so that a neighbour's load hits both alike; each line shows every repeat and the median ratio.
+Data: random token ids (throughput does not depend on the text) and a word-level tokenizer of
+``--vocab`` entries, written to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llm_assets.training.devices import choose_precision, fused_adamw_supported
+from llm_assets.training.train import TrainConfig, _build_model, train_model, validate_config
+
+
+def build_inputs(root: Path, vocab: int, context: int, rows: int) -> tuple[Path, Path]:
+    """A tokenizer with exactly ``vocab`` tokens and a DatasetDict of random uint16 blocks."""
+    from datasets import Dataset, DatasetDict, Features, Sequence, Value
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {"<|endoftext|>": 0, **{f"w{i}": i for i in range(1, vocab)}}
+    tok = Tokenizer(models.WordLevel(words, unk_token="<|endoftext|>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    tokenizer_dir = root / "tokenizer"
+    fast.save_pretrained(tokenizer_dir)
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, vocab, size=(rows, context), dtype=np.uint16)
+    features = Features({"input_ids": Sequence(Value("uint16"), length=context)})
+    dataset_dir = root / "processed_dataset"
+    DatasetDict(
+        {
+            "train": Dataset.from_dict({"input_ids": blocks[16:].tolist()}, features=features),
+            "validation": Dataset.from_dict({"input_ids": blocks[:16].tolist()}, features=features),
+        }
+    ).save_to_disk(str(dataset_dir))
+    return tokenizer_dir, dataset_dir
+
+
+def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps: int, device: str) -> float:
+    """Tokens/s of the plainest loop that trains the same model on the same batches."""
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    plan = validate_config(dataset_dir, tokenizer_dir, config, world_size=1)
+    precision = choose_precision(device, config.precision)
+    model = _build_model(plan, AutoTokenizer.from_pretrained(tokenizer_dir)).to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=plan.learning_rate,
+        betas=(plan.preset.adam_beta1, plan.preset.adam_beta2),
+        weight_decay=plan.preset.weight_decay,
+        fused=fused_adamw_supported(device),
+    )
+    data = np.asarray(load_from_disk(str(dataset_dir))["train"].with_format("numpy")["input_ids"])
+    order = np.random.default_rng(0).permutation(len(data))
+    micro, accumulation = plan.batch_size, plan.gradient_accumulation_steps
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    position = 0
+    start = time.perf_counter()
+    for _ in range(steps):
+        for _ in range(accumulation):
+            if position + micro > len(order):
+                position = 0
+            ids = torch.from_numpy(data[order[position : position + micro]].astype(np.int64)).to(device)
+            position += micro
+            with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = model(input_ids=ids, labels=ids).loss / accumulation
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), plan.preset.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return steps * plan.tokens_per_step / seconds
+
+
+def trainer_run(root: Path, dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, device: str) -> float:
+    """`trained_model`'s own figure: tokens over seconds in training steps, as in the metadata."""
+    result = train_model(dataset_dir, tokenizer_dir, root / f"ck-{time.monotonic_ns()}", config, device=device)
+    return result.tokens_per_second
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="tiny,mini")
+    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per measurement")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--context", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=0, help="0: the preset's")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
+        root = Path(tmp)
+        tokenizer_dir, dataset_dir = build_inputs(root, args.vocab, args.context, rows=2000)
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+            f"vocab {args.vocab}, context {args.context}, {args.steps} steps x {args.repeats} repeats",
+            flush=True,
+        )
+        for name in args.presets.split(","):
+            config = TrainConfig(
+                preset=name,
+                max_steps=args.steps,
+                save_steps=10**9,  # one checkpoint at the end, as a short real run would write
+                logging_steps=10,
+                batch_size=args.batch_size,
+                precision=args.precision,
+                sample_prompts=(),
+            )
+            bare, trainer = [], []
+            for _ in range(args.repeats):
+                bare.append(bare_loop(dataset_dir, tokenizer_dir, config, args.steps, args.device))
+                trainer.append(trainer_run(root, dataset_dir, tokenizer_dir, config, args.device))
+            ratios = [t / b for t, b in zip(trainer, bare)]
+            row = {
+                "preset": name,
+                "precision": choose_precision(args.device, args.precision),
+                "bare_tokens_per_second": bare,
+                "trainer_tokens_per_second": trainer,
+                "ratios": ratios,
+                "median_ratio": statistics.median(ratios),
+                "ratio_of_medians": statistics.median(trainer) / statistics.median(bare),
+            }
+            rows.append(row)
+            print(
+                f"{name:>6} {row['precision']}: bare {', '.join(f'{b:,.0f}' for b in bare)} tok/s | "
+                f"trained_model {', '.join(f'{t:,.0f}' for t in trainer)} tok/s | "
+                f"ratio {', '.join(f'{r:.3f}' for r in ratios)} (median {row['median_ratio']:.3f}, "
+                f"ratio of medians {row['ratio_of_medians']:.3f})",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

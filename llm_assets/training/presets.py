@@ -1,0 +1,118 @@
+"""Named model sizes with the training settings that suit them.
+
+A preset is a run configuration, not just a shape: the batch, learning rate and warm-up that go
+with a model size travel together, so ``preset: tiny`` is a complete smoke run and
+``preset: gpt2-small`` reproduces the seed's ~124M model without anyone tuning anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EMBEDDING_MULTIPLE = 64
+"""The embedding is padded to a multiple of this: matmuls on multiples of 64 use the fast kernels
+(nanoGPT's 50257 -> 50304 trick); the extra rows are never targets, so they learn to stay silent."""
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """Shape of a GPT-2 model plus the optimiser settings that train it well."""
+
+    name: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    n_positions: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    warmup_steps: int
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    dropout: float = 0.0
+    description: str = ""
+
+    def parameter_count(self, vocab_size: int) -> int:
+        """Parameters of the GPT-2 model this preset builds (tied embeddings), without building it."""
+        vocab = padded_vocab_size(vocab_size)
+        e = self.n_embd
+        per_layer = 12 * e * e + 13 * e  # attention (4e^2+4e) + MLP (8e^2+5e) + two layer norms (4e)
+        return vocab * e + self.n_positions * e + self.n_layer * per_layer + 2 * e
+
+    def flops_per_token(self, context_length: int, vocab_size: int) -> float:
+        """Training FLOPs per token (PaLM appendix B, as in nanoGPT's estimate_mfu)."""
+        n = self.parameter_count(vocab_size) - self.n_positions * self.n_embd
+        return 6.0 * n + 12.0 * self.n_layer * self.n_embd * context_length
+
+
+def padded_vocab_size(vocab_size: int, multiple: int = EMBEDDING_MULTIPLE) -> int:
+    """The model's vocabulary: the tokenizer's length rounded up to ``multiple``."""
+    return ((vocab_size + multiple - 1) // multiple) * multiple
+
+
+PRESETS: dict[str, ModelPreset] = {
+    p.name: p
+    for p in (
+        ModelPreset(
+            name="gpt2-small",
+            n_layer=12,
+            n_head=12,
+            n_embd=768,
+            n_positions=1024,
+            batch_size=16,
+            gradient_accumulation_steps=2,
+            learning_rate=6e-4,
+            warmup_steps=200,
+            description="the seed's GPT-2 small (~124M parameters with a 50257 vocabulary); wants a GPU",
+        ),
+        ModelPreset(
+            name="gpt2-medium",
+            n_layer=24,
+            n_head=16,
+            n_embd=1024,
+            n_positions=1024,
+            batch_size=8,
+            gradient_accumulation_steps=4,
+            learning_rate=3e-4,
+            warmup_steps=200,
+            description="GPT-2 medium (~355M parameters); a GPU with 24 GB or more",
+        ),
+        ModelPreset(
+            name="mini",
+            n_layer=6,
+            n_head=6,
+            n_embd=384,
+            n_positions=512,
+            batch_size=16,
+            gradient_accumulation_steps=1,
+            learning_rate=1e-3,
+            warmup_steps=50,
+            description="a mid-size model (~10M parameters plus embeddings) for laptops and the CPU benchmark",
+        ),
+        ModelPreset(
+            name="tiny",
+            n_layer=2,
+            n_head=2,
+            n_embd=128,
+            n_positions=256,
+            batch_size=16,
+            gradient_accumulation_steps=1,
+            learning_rate=1e-3,
+            warmup_steps=10,
+            description="a smoke-test model: a few seconds of training on a CPU",
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> ModelPreset:
+    """Look a preset up by name; an unknown name fails with the choices, before any work."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        choices = ", ".join(sorted(PRESETS))
+        raise ValueError(
+            f"Config key `preset`: unknown preset {name!r}. Choose one of: {choices}."
+        ) from None
