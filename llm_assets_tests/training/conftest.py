@@ -91,3 +91,49 @@ def build_tiny_data(root: Path, sentences: int = 2500, context: int = CONTEXT, s
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
     return build_tiny_data(tmp_path_factory.mktemp("tiny-data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_process() -> None:
+    """This machine's 2 cores are shared: two OpenMP threads stall on each other's barriers when a
+    neighbour is busy (measured: 25x slower steps), so the tests train with one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def tiny_config(**overrides: object):
+    from llm_assets.training.train import TrainConfig
+
+    settings: dict[str, object] = {
+        "preset": "tiny",
+        "max_steps": 8,
+        "save_steps": 4,
+        "logging_steps": 2,
+        "batch_size": 8,
+        "sample_prompts": ("The old captain", "Elizabeth"),
+        "sample_max_new_tokens": 8,
+    }
+    settings.update(overrides)
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    data: TinyData
+    checkpoint_dir: Path
+    result: object
+    progress: tuple
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data: TinyData, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One short real training run shared by the tests that only read its outputs."""
+    from llm_assets.training.train import train_model
+
+    checkpoint_dir = tmp_path_factory.mktemp("trained") / "checkpoints"
+    updates: list = []
+    result = train_model(
+        tiny_data.dataset_dir, tiny_data.tokenizer_dir, checkpoint_dir, tiny_config(), device="cpu", progress=updates.append
+    )
+    return TrainedRun(data=tiny_data, checkpoint_dir=checkpoint_dir, result=result, progress=tuple(updates))
