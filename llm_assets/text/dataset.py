@@ -120,7 +120,8 @@ def build_dataset(
             )
         is_validation = _choose_validation(blocks, validation_fraction, seed)
         shards = _write_splits(
-            token_file, tmp, is_validation, context_length, dtype, max_shard_bytes, stream.digest
+            token_file, tmp, is_validation, context_length, dtype, max_shard_bytes,
+            fingerprint=f"{stream.digest}/{context_length}/{validation_fraction!r}/{seed}",
         )
         token_file.unlink()
     report_progress(books[-1].end, books[-1].end)
@@ -279,7 +280,7 @@ def _write_splits(
     context_length: int,
     dtype: np.dtype,
     max_shard_bytes: int,
-    stream_digest: str,
+    fingerprint: str,
 ) -> int:
     """Pass 2: route each block of the token file to its split's shards; write the JSON files."""
     schema = _schema(context_length, dtype)
@@ -303,8 +304,9 @@ def _write_splits(
     for split, writer in writers.items():
         _write_json(out_dir / split / "state.json", {
             "_data_files": [{"filename": name} for name in writer.names],
+            # From the token stream and the config, not random: reruns stay byte-identical.
             "_fingerprint": hashlib.blake2b(
-                f"{stream_digest}/{context_length}/{split}".encode(), digest_size=8
+                f"{fingerprint}/{split}".encode(), digest_size=8
             ).hexdigest(),
             "_format_columns": None,
             "_format_kwargs": {},
