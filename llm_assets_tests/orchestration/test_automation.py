@@ -1,0 +1,230 @@
+"""Book-list automation: the sensor and the schedule launch the pipeline exactly when the ids change.
+
+Driven in process the way the daemon drives them (``evaluate_tick`` on a real test instance), with a
+real ``raw_books`` materialization against a local mirror, so the fingerprint they compare with is
+the one the asset really records. Every behaviour is checked for both the sensor and the schedule:
+they must give the same answers, or the hourly re-check would launch what the sensor refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from llm_assets.books.booklist import book_list_fingerprint
+from llm_assets.definitions import defs
+from llm_assets.orchestration.assets import raw_books
+from llm_assets.orchestration.automation import (
+    FINGERPRINT_TAG,
+    PIPELINE_JOB,
+    RUN_CONFIG_FILE,
+    book_list_schedule,
+    book_list_sensor,
+    llm_pipeline,
+    rerun_if_book_list_changed,
+)
+from llm_assets.orchestration.resources import GutenbergResource, PathsResource
+from llm_assets_tests.gutenberg_server import GutenbergMirror, make_books
+
+FIVE_ASSETS = {"raw_books", "corpus", "tokenizer", "tokenized_dataset", "trained_model"}
+MIRRORED = (101, 102, 103)  # what the mirror serves; the list starts with the first two
+# What a user would write to get a quick automatic run: the sensor must pass exactly this on.
+USER_RUN_CONFIG = {
+    "ops": {
+        "tokenizer": {"config": {"vocab_size": 1000}},
+        "trained_model": {"config": {"preset": "tiny", "max_steps": 30, "save_steps": 15}},
+    }
+}
+
+
+@dataclass(frozen=True)
+class Project:
+    data_dir: Path
+    mirror: GutenbergMirror
+
+    @property
+    def book_list(self) -> Path:
+        return self.data_dir / "books.yaml"
+
+    @property
+    def paths(self) -> PathsResource:
+        return PathsResource(data_dir=str(self.data_dir), checkpoint_dir=str(self.data_dir.parent / "ckpt"))
+
+    def write_book_list(self, text: str) -> None:
+        self.book_list.write_text(text, encoding="utf-8")
+
+    def materialize_raw_books(self, instance: dg.DagsterInstance) -> None:
+        result = dg.materialize(
+            [raw_books],
+            instance=instance,
+            resources={
+                "paths": self.paths,
+                "gutenberg": GutenbergResource(mirror=self.mirror.url, backoff_seconds=0.01),
+            },
+        )
+        assert result.success
+
+
+@pytest.fixture
+def project(tmp_path: Path, gutenberg_mirror: GutenbergMirror) -> Project:
+    for book in make_books(MIRRORED, paragraphs=4).values():
+        gutenberg_mirror.add_book(book.book_id, book.raw)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / RUN_CONFIG_FILE).write_text(
+        "# my pipeline settings\n" + yaml.safe_dump(USER_RUN_CONFIG), encoding="utf-8"
+    )
+    project = Project(data_dir, gutenberg_mirror)
+    project.write_book_list("books:\n  - 101  # first\n  - 102  # second\n")
+    return project
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture(params=["sensor", "schedule"])
+def evaluate(request: pytest.FixtureRequest, project: Project, instance: dg.DagsterInstance):
+    """One tick of the sensor or of the schedule: (run requests, skip message)."""
+
+    def tick() -> tuple[list[dg.RunRequest], str | None]:
+        resources = {"paths": project.paths}
+        if request.param == "sensor":
+            context = dg.build_sensor_context(instance=instance, resources=resources)
+            data = book_list_sensor.evaluate_tick(context)
+        else:
+            context = dg.build_schedule_context(
+                instance=instance,
+                resources=resources,
+                scheduled_execution_time=dt.datetime.now(dt.timezone.utc),
+            )
+            data = book_list_schedule.evaluate_tick(context)
+        return list(data.run_requests or []), data.skip_message
+
+    return tick
+
+
+def test_the_job_is_the_five_assets_and_automation_is_on_by_default() -> None:
+    job = defs.resolve_job_def(PIPELINE_JOB)
+    selected = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
+    assert selected == FIVE_ASSETS
+    assert book_list_sensor.job_name == PIPELINE_JOB
+    assert book_list_schedule.job_name == PIPELINE_JOB
+    # On out of the box under `dagster dev`: nobody has to find and flip a switch in the UI.
+    assert book_list_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert book_list_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_sensor_def(book_list_sensor.name) is not None
+    assert defs.resolve_schedule_def(book_list_schedule.name) is not None
+    assert llm_pipeline.name == PIPELINE_JOB
+
+
+def test_nothing_is_launched_before_the_first_materialization(evaluate) -> None:
+    requests, skip = evaluate()
+    assert requests == []
+    assert skip is not None and "not been materialized" in skip
+
+
+def test_an_unchanged_list_launches_nothing(evaluate, project: Project, instance) -> None:
+    project.materialize_raw_books(instance)
+    requests, skip = evaluate()
+    assert requests == []
+    assert skip is not None and "unchanged" in skip
+
+
+def test_editing_comments_and_layout_only_launches_nothing(evaluate, project: Project, instance) -> None:
+    project.materialize_raw_books(instance)
+    project.write_book_list(
+        "# My reading list, reformatted.\nbooks:\n  - id: 101\n    title: The first one\n\n  - 102   # still second\n"
+    )
+    requests, skip = evaluate()
+    assert requests == []
+    assert "unchanged" in (skip or "")
+
+
+@pytest.mark.parametrize(
+    "new_list",
+    [
+        pytest.param("books:\n  - 101\n  - 102\n  - 103  # added\n", id="book-added"),
+        pytest.param("books:\n  - 101\n", id="book-removed"),
+        pytest.param("books:\n  - 102\n  - 101\n", id="order-changed"),
+    ],
+)
+def test_a_changed_list_launches_one_run_with_the_users_config(
+    evaluate, project: Project, instance, new_list: str
+) -> None:
+    project.materialize_raw_books(instance)
+    project.write_book_list(new_list)
+
+    requests, _ = evaluate()
+
+    assert len(requests) == 1
+    request = requests[0]
+    assert request.job_name in (None, PIPELINE_JOB)  # None: the sensor's/schedule's own job
+    # The user's run_config.yaml, exactly, not the SPEC defaults (which would train GPT-2 small).
+    assert request.run_config == USER_RUN_CONFIG
+    assert dg.validate_run_config(defs.resolve_job_def(PIPELINE_JOB), request.run_config)
+    fingerprint = book_list_fingerprint(project.book_list)
+    assert request.tags[FINGERPRINT_TAG] == fingerprint
+    assert request.run_key == fingerprint
+
+
+def test_without_a_run_config_file_the_run_takes_the_defaults(evaluate, project: Project, instance) -> None:
+    (project.data_dir / RUN_CONFIG_FILE).unlink()
+    project.materialize_raw_books(instance)
+    project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")
+    requests, _ = evaluate()
+    assert len(requests) == 1 and requests[0].run_config == {}
+
+
+def test_a_launched_run_is_not_launched_again(evaluate, project: Project, instance) -> None:
+    project.materialize_raw_books(instance)
+    project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")
+    (request,), _ = evaluate()
+
+    # What the daemon does with the request: a run (queued, not yet materializing raw_books).
+    instance.create_run_for_job(
+        defs.resolve_job_def(PIPELINE_JOB), run_config=request.run_config, tags=request.tags
+    )
+
+    requests, skip = evaluate()
+    assert requests == []
+    assert "already launched" in (skip or "")
+
+
+def test_once_the_rerun_has_fetched_the_new_list_all_is_quiet_again(
+    evaluate, project: Project, instance
+) -> None:
+    project.materialize_raw_books(instance)
+    project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")
+    assert len(evaluate()[0]) == 1
+
+    project.materialize_raw_books(instance)  # the re-run's raw_books step records the new list
+
+    requests, skip = evaluate()
+    assert requests == []
+    assert "unchanged" in (skip or "")
+    assert project.mirror.count(103) == 1  # the new book was fetched, once
+
+
+def test_an_unusable_book_list_skips_and_says_why(evaluate, project: Project, instance) -> None:
+    project.materialize_raw_books(instance)
+    project.write_book_list("books:\n  - 101\n  - ../etc/passwd\n")
+    requests, skip = evaluate()
+    assert requests == []
+    assert skip is not None and "books.yaml" in skip and "line 3" in skip
+
+
+def test_a_broken_run_config_names_the_file(project: Project, instance) -> None:
+    project.materialize_raw_books(instance)
+    project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")
+    (project.data_dir / RUN_CONFIG_FILE).write_text("ops: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=RUN_CONFIG_FILE):
+        rerun_if_book_list_changed(instance, project.paths)
