@@ -6,7 +6,6 @@ stage's report into metadata. Assets hand nothing to each other in memory: files
 interface, so any asset can be re-run alone from the UI, the CLI or a test.
 """
 
-from __future__ import annotations
 
 import tempfile
 import time

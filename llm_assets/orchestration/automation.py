@@ -9,7 +9,6 @@ recomputed. Before the pipeline has ever been materialized, nothing is launched:
 the user's to start.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Any

@@ -4,7 +4,6 @@ Checks on the data stages are blocking: a corpus that leaked a licence or a data
 block stops the run before hours of training are spent on it.
 """
 
-from __future__ import annotations
 
 import json
 import math

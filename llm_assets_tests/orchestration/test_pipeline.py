@@ -20,7 +20,7 @@ TINY = {
         "tokenizer": {"config": {"vocab_size": 600}},
         "tokenized_dataset": {"config": {"context_length": CONTEXT}},
         "trained_model": {
-            "config": {"preset": "tiny", "max_steps": 12, "save_steps": 6, "logging_steps": 3}
+            "config": {"preset": "tiny", "max_steps": 40, "save_steps": 20, "logging_steps": 10}
         },
     }
 }
@@ -147,5 +147,5 @@ def test_explicit_absent_device_fails_before_training(project, monkeypatch):
     )
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert "mps" in str(failure.step_failure_data.error.message).lower()
+    assert "LLM_DEVICE=mps" in failure.step_failure_data.error.to_string()
     assert not (project["checkpoints"] / "runs").exists()
