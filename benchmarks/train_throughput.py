@@ -7,7 +7,7 @@ no callbacks). The ratio is the Trainer's overhead; the goal is >= 0.95, the flo
     python benchmarks/train_throughput.py                      # tiny and mini presets, CPU
     python benchmarks/train_throughput.py --presets mini --steps 30 --repeats 3 --vocab 8192
 
-Figures go in benchmarks/TRAINING.md. The two are interleaved (bare, trainer, bare, trainer...)
+Figures go in benchmarks/TRAINING.md. The two are interleaved (bare, trainer, trainer, bare, ...)
 so that a neighbour's load hits both alike; each line shows every repeat and the median ratio.
 Data: random token ids (throughput does not depend on the text) and a word-level tokenizer of
 ``--vocab`` entries, written to a temporary folder.
@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,20 @@ def build_inputs(root: Path, vocab: int, context: int, rows: int) -> tuple[Path,
     return tokenizer_dir, dataset_dir
 
 
-def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps: int, device: str) -> float:
+@dataclass(frozen=True)
+class Measured:
+    """Tokens/s two ways: over the whole run (the metadata's figure) and from the median step,
+    which a neighbour's burst of load on a shared machine cannot drag down."""
+
+    mean: float
+    median_step: float
+
+
+def _median_rate(step_seconds: list[float], tokens_per_step: int) -> float:
+    return tokens_per_step / statistics.median(step_seconds)
+
+
+def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps: int, device: str) -> Measured:
     """Tokens/s of the plainest loop that trains the same model on the same batches."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
@@ -78,7 +92,8 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
     micro, accumulation = plan.batch_size, plan.gradient_accumulation_steps
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     position = 0
-    start = time.perf_counter()
+    start = mark = time.perf_counter()
+    step_seconds = []
     for _ in range(steps):
         for _ in range(accumulation):
             if position + micro > len(order):
@@ -91,16 +106,39 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
         torch.nn.utils.clip_grad_norm_(model.parameters(), plan.preset.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    if device == "cuda":
-        torch.cuda.synchronize()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        step_seconds.append(now - mark)
+        mark = now
     seconds = time.perf_counter() - start
-    return steps * plan.tokens_per_step / seconds
+    return Measured(steps * plan.tokens_per_step / seconds, _median_rate(step_seconds, plan.tokens_per_step))
 
 
-def trainer_run(root: Path, dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, device: str) -> float:
-    """`trained_model`'s own figure: tokens over seconds in training steps, as in the metadata."""
-    result = train_model(dataset_dir, tokenizer_dir, root / f"ck-{time.monotonic_ns()}", config, device=device)
-    return result.tokens_per_second
+def trainer_run(root: Path, dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, device: str) -> Measured:
+    """`trained_model`'s own figure (tokens over seconds in training steps, as in the metadata),
+    plus the median step timed by a callback from one step's end to the next."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.step_seconds: list[float] = []
+            self.mark = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            self.mark = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            now = time.perf_counter()
+            self.step_seconds.append(now - self.mark)
+            self.mark = now
+
+    timer = StepTimer()
+    result = train_model(
+        dataset_dir, tokenizer_dir, root / f"ck-{time.monotonic_ns()}", config, device=device, callbacks=[timer]
+    )
+    tokens_per_step = result.batch_size * validate_config(dataset_dir, tokenizer_dir, config).context_length
+    return Measured(result.tokens_per_second, _median_rate(timer.step_seconds, tokens_per_step))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,27 +174,35 @@ def main(argv: list[str] | None = None) -> int:
                 sample_prompts=(),
             )
             bare, trainer = [], []
-            for _ in range(args.repeats):
-                bare.append(bare_loop(dataset_dir, tokenizer_dir, config, args.steps, args.device))
-                trainer.append(trainer_run(root, dataset_dir, tokenizer_dir, config, args.device))
-            ratios = [t / b for t, b in zip(trainer, bare)]
-            row = {
-                "preset": name,
-                "precision": choose_precision(args.device, args.precision),
-                "bare_tokens_per_second": bare,
-                "trainer_tokens_per_second": trainer,
-                "ratios": ratios,
-                "median_ratio": statistics.median(ratios),
-                "ratio_of_medians": statistics.median(trainer) / statistics.median(bare),
-            }
-            rows.append(row)
-            print(
-                f"{name:>6} {row['precision']}: bare {', '.join(f'{b:,.0f}' for b in bare)} tok/s | "
-                f"trained_model {', '.join(f'{t:,.0f}' for t in trainer)} tok/s | "
-                f"ratio {', '.join(f'{r:.3f}' for r in ratios)} (median {row['median_ratio']:.3f}, "
-                f"ratio of medians {row['ratio_of_medians']:.3f})",
-                flush=True,
-            )
+            for repeat in range(args.repeats):
+                # Alternate which goes first, so a warm cache or a neighbour's burst favours neither.
+                if repeat % 2:
+                    trainer.append(trainer_run(root, dataset_dir, tokenizer_dir, config, args.device))
+                    bare.append(bare_loop(dataset_dir, tokenizer_dir, config, args.steps, args.device))
+                else:
+                    bare.append(bare_loop(dataset_dir, tokenizer_dir, config, args.steps, args.device))
+                    trainer.append(trainer_run(root, dataset_dir, tokenizer_dir, config, args.device))
+            precision = choose_precision(args.device, args.precision)
+            for kind in ("mean", "median_step"):
+                b = [getattr(m, kind) for m in bare]
+                t = [getattr(m, kind) for m in trainer]
+                ratios = [x / y for x, y in zip(t, b)]
+                row = {
+                    "preset": name,
+                    "precision": precision,
+                    "figure": kind,
+                    "bare_tokens_per_second": b,
+                    "trainer_tokens_per_second": t,
+                    "ratios": ratios,
+                    "median_ratio": statistics.median(ratios),
+                }
+                rows.append(row)
+                print(
+                    f"{name:>6} {precision} {kind:>11}: bare {', '.join(f'{x:,.0f}' for x in b)} tok/s | "
+                    f"trained_model {', '.join(f'{x:,.0f}' for x in t)} tok/s | "
+                    f"ratio {', '.join(f'{r:.3f}' for r in ratios)} (median {row['median_ratio']:.3f})",
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -771,6 +771,10 @@ def _run_trainer(
 
     prepare_device(device)
     args = _training_arguments(plan, run_dir, device, precision)
+    if device == "cuda" and dist.world_size == 1 and args.n_gpu > 1:
+        # One process drives one GPU: more GPUs are used through nproc_per_node (DDP), never through
+        # the Trainer's implicit DataParallel, which would silently multiply the batch.
+        args._n_gpu = 1
     resume = find_resume_checkpoint(run_dir)
     finished = False
     if resume is not None:
