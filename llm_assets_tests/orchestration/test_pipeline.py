@@ -10,7 +10,9 @@ import pytest
 
 from llm_assets import cli
 from llm_assets.definitions import defs
+from llm_assets.orchestration.assets import trained_model
 from llm_assets.orchestration.automation import PIPELINE_JOB
+from llm_assets.orchestration.resources import DeviceResource, PathsResource
 from llm_assets_tests.gutenberg_server import GutenbergMirror, make_books
 
 BOOK_IDS = (11, 22, 33)
@@ -140,8 +142,8 @@ def test_explicit_absent_device_fails_before_training(project, monkeypatch):
         pytest.skip("this machine has MPS")
     monkeypatch.setenv("LLM_DEVICE", "mps")
     result = dg.materialize(
-        [defs.get_assets_def("trained_model")],
-        resources={"paths": defs.resources["paths"], "device": defs.resources["device"],
+        [trained_model],
+        resources={"paths": PathsResource(), "device": DeviceResource(),
                    "pipes_subprocess_client": dg.PipesSubprocessClient()},
         raise_on_error=False,
     )
