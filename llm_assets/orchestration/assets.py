@@ -25,7 +25,13 @@ from llm_assets.orchestration.resources import DeviceResource, GutenbergResource
 from llm_assets.settings import Paths
 from llm_assets.text.dataset import build_dataset
 from llm_assets.text.tokenizer import train_tokenizer
-from llm_assets.training.train import TrainConfig, TrainResult, torchrun_command, train_model
+from llm_assets.training.train import (
+    TrainConfig,
+    TrainResult,
+    torchrun_command,
+    train_model,
+    validate_config,
+)
 
 GROUP = "llm"
 TRAINING_POOL = "llm_training"
@@ -373,7 +379,12 @@ def _train_with_torchrun(
     nproc_per_node: int,
     pipes_client: dg.PipesSubprocessClient,
 ) -> TrainResult:
-    """Launch data-parallel training under torchrun; rank 0 streams its progress through Pipes."""
+    """Launch data-parallel training under torchrun; rank 0 streams its progress through Pipes.
+
+    The configuration is validated here first, so a bad key fails in seconds with its name rather
+    than in every worker after torchrun has started them.
+    """
+    validate_config(p.dataset_dir, p.tokenizer_dir, train_config, world_size=nproc_per_node)
     with tempfile.TemporaryDirectory(prefix="llm-assets-train-") as tmp:
         result_path = Path(tmp) / "result.json"
         command = torchrun_command(

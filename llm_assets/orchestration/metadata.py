@@ -122,8 +122,18 @@ def _png_markdown(path: Path, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
 
 
-def _finite(x: float) -> float | str:
-    return x if math.isfinite(x) else str(x)
+def _finite(x: float, digits: int = 4) -> float | str:
+    """Rounded for reading; NaN/inf as text so the UI shows them instead of failing to."""
+    return round(x, digits) if math.isfinite(x) else str(x)
+
+
+def _samples_table(samples: tuple[tuple[str, str], ...]) -> dg.MetadataValue:
+    """One row per prompt; newlines shown as a return sign so each sample stays one row."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ⏎ ").strip()
+
+    return _md_table(["prompt", "continuation"], [[f"**{cell(p)}**", cell(t)] for p, t in samples])
 
 
 def trained_model(result: TrainResult) -> dict[str, Any]:
@@ -138,7 +148,7 @@ def trained_model(result: TrainResult) -> dict[str, Any]:
         "tokens_per_second": round(result.tokens_per_second, 1),
         "train_loss": _finite(result.train_loss),
         "eval_loss": _finite(result.eval_loss),
-        "perplexity": _finite(result.perplexity),
+        "perplexity": _finite(result.perplexity, 2),
         "resumed_from_step": result.resumed_from_step,
         "world_size": result.world_size,
         "model_dir": dg.MetadataValue.path(str(result.model_dir)),
@@ -147,9 +157,7 @@ def trained_model(result: TrainResult) -> dict[str, Any]:
         "train_seconds": round(result.train_seconds, 2),
         "fell_back_to_cpu": result.fell_back_to_cpu,
         "run_dir": dg.MetadataValue.path(str(result.run_dir)),
-        "samples": dg.MetadataValue.md(
-            "\n\n".join(f"**{prompt}** {text}" for prompt, text in result.samples) or "none"
-        ),
+        "samples": _samples_table(result.samples),
     }
     if result.loss_curve_png and Path(result.loss_curve_png).is_file():
         metadata["loss_curve"] = _png_markdown(Path(result.loss_curve_png), "loss curve")

@@ -99,8 +99,8 @@ PRESETS: dict[str, ModelPreset] = {
             n_positions=256,
             batch_size=16,
             gradient_accumulation_steps=1,
-            learning_rate=1e-3,
-            warmup_steps=10,
+            learning_rate=3e-3,
+            warmup_steps=5,
             description="a smoke-test model: a few seconds of training on a CPU",
         ),
     )

@@ -75,7 +75,7 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: int = 3
     eval_steps: int = 0
-    logging_steps: int = 50
+    logging_steps: int = 10
     batch_size: int = 0
     gradient_accumulation_steps: int = 0
     learning_rate: float = 0.0

@@ -119,6 +119,20 @@ def test_pipeline_end_to_end(project, capsys):
     for asset in ("corpus", "tokenizer", "tokenized_dataset"):
         assert _metadata(again, asset)["reused_previous_output"] is True, asset
 
+    # Data-parallel: two CPU processes under torchrun, launched by the asset through Dagster Pipes.
+    two = {"ops": {"trained_model": {"config": {
+        "preset": "tiny", "max_steps": 4, "save_steps": 2, "logging_steps": 1, "nproc_per_node": 2,
+    }}}}
+    parallel = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(
+        run_config=two, instance=instance, asset_selection=[dg.AssetKey("trained_model")]
+    )
+    assert parallel.success
+    meta = _metadata(parallel, "trained_model")
+    assert meta["world_size"] == 2 and meta["resumed_from_step"] == 0
+    assert meta["train_tokens"] == 4 * 2 * meta["batch_size"] * CONTEXT
+    logs = "\n".join(str(r.user_message) for r in instance.all_logs(parallel.run_id))
+    assert "step 4/4" in logs  # rank 0's progress reached the Dagster log through Pipes
+
 
 def test_removing_a_book_removes_it_from_the_corpus(project):
     instance = dg.DagsterInstance.ephemeral()
