@@ -315,6 +315,10 @@ class TrainedModelConfig(dg.Config):
     )
     compile: bool = Field(default=_TRAIN_DEFAULTS.compile, description="Use torch.compile.")
     seed: int = Field(default=_TRAIN_DEFAULTS.seed, description="Seed for initialisation and data order.")
+    dataloader_workers: int = Field(
+        default=_TRAIN_DEFAULTS.dataloader_workers,
+        description="DataLoader worker processes; 0 loads batches in the training process.",
+    )
     nproc_per_node: int = Field(
         default=1, description="Processes per node; more than 1 trains data-parallel with torchrun."
     )
