@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +39,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from llm_assets.training.checkpoints import (
+    CHECKPOINT_PREFIX,
+    TRAINER_STATE,
+    checkpoint_step,
+    discard_incomplete_checkpoints,
+    find_resume_checkpoint,
+    fsync_tree,
+    publish_model,
+)
 from llm_assets.training.devices import choose_precision, fused_adamw_supported, prepare_device
 from llm_assets.training.presets import ModelPreset, get_preset, padded_vocab_size
 
@@ -48,12 +56,9 @@ DEFAULT_PROMPTS = (
     "It was a dark and stormy night;",
     "She opened the letter and read",
 )
-CHECKPOINT_PREFIX = "checkpoint-"
-TRAINER_STATE = "trainer_state.json"
 RUN_INFO = "run.json"
 LOSS_CURVE = "loss_curve.png"
 RESULT_FILE = "result.json"
-PUBLISHED_DIR = "published"
 FINGERPRINT_VERSION = 1
 MPS_ERROR_MARKERS = ("placeholder storage has not been allocated on mps", "mps backend", "mps device", "mpsgraph")
 
@@ -426,72 +431,6 @@ def run_dir_for(
     return Path(runs_dir) / f"{config.preset}-{digest}"
 
 
-def checkpoint_step(path: Path) -> int | None:
-    name = Path(path).name
-    if not name.startswith(CHECKPOINT_PREFIX):
-        return None
-    try:
-        return int(name[len(CHECKPOINT_PREFIX) :])
-    except ValueError:
-        return None
-
-
-def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint the Trainer finished writing: weights, optimizer and, last, a readable state.
-
-    The Trainer creates ``checkpoint-N/`` first and writes ``trainer_state.json`` last, so a run
-    killed mid-save leaves a folder without it (or with a truncated one).
-    """
-    path = Path(path)
-    state_file = path / TRAINER_STATE
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if state.get("global_step") != checkpoint_step(path):
-        return False
-    required = ("model.safetensors", "optimizer.pt", "scheduler.pt")
-    return all((path / name).is_file() and (path / name).stat().st_size > 0 for name in required)
-
-
-def checkpoints_in(run_dir: Path) -> list[Path]:
-    """Checkpoint folders of a run, newest (highest step) first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [p for p in run_dir.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
-    return sorted(found, key=lambda p: checkpoint_step(p) or 0, reverse=True)
-
-
-def find_resume_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run; half-written ones are skipped."""
-    return next((p for p in checkpoints_in(run_dir) if is_complete_checkpoint(p)), None)
-
-
-def discard_incomplete_checkpoints(run_dir: Path) -> list[Path]:
-    """Remove half-written checkpoints so the Trainer's rotation never counts them."""
-    removed = []
-    for path in checkpoints_in(run_dir):
-        if not is_complete_checkpoint(path):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-def _fsync_tree(path: Path) -> None:
-    """Flush a finished checkpoint to disk, so a power cut cannot leave a 'complete' but empty one."""
-    for file in Path(path).rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
-    if hasattr(os, "O_DIRECTORY"):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # --------------------------------------------------------------------------------------------
 # Progress, timing and the Trainer
 # --------------------------------------------------------------------------------------------
@@ -574,7 +513,7 @@ def _make_callbacks(plan: TrainPlan, dist: Distributed, progress: ProgressFn | N
             if dist.is_main:
                 checkpoint = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
                 if checkpoint.is_dir():
-                    _fsync_tree(checkpoint)
+                    fsync_tree(checkpoint)
             self._restart()
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
@@ -832,60 +771,6 @@ def _notice(progress: ProgressFn, step: int, max_steps: int, message: str) -> No
 # Publishing
 # --------------------------------------------------------------------------------------------
 
-
-def publish_model(model: Any, tokenizer: Any, checkpoint_dir: Path, keep: int = 2) -> Path:
-    """Write model and tokenizer to ``checkpoint_dir/latest`` so that no reader sees half a model.
-
-    The files go to a fresh ``published/<stamp>/`` folder first; ``latest`` is a symbolic link
-    swapped to it with one atomic rename. The previous version is kept (a reader may still be
-    loading it). Where symlinks are not allowed, ``latest`` is a real folder swapped by renames:
-    a reader may then briefly find no model, but never half of one.
-    """
-    checkpoint_dir = Path(checkpoint_dir)
-    published = checkpoint_dir / PUBLISHED_DIR
-    published.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 1_000_000:06d}"
-    staging = published / f".tmp-{stamp}"
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    _fsync_tree(staging)
-    target = published / stamp
-    os.replace(staging, target)
-    latest = checkpoint_dir / "latest"
-    if latest.exists() and not latest.is_symlink():
-        # A real folder from an earlier layout: move it aside into published/ (kept like a version).
-        os.replace(latest, published / f"{stamp}-previous")
-    link = checkpoint_dir / f".latest-{stamp}"
-    try:
-        os.symlink(Path(PUBLISHED_DIR) / stamp, link, target_is_directory=True)
-        os.replace(link, latest)
-    except OSError:
-        # No symlinks here (e.g. Windows without developer mode): fall back to a folder swap.
-        if link.is_symlink():
-            link.unlink()
-        shutil.copytree(target, link)
-        if latest.is_symlink() or latest.is_file():
-            latest.unlink()
-        elif latest.exists():
-            shutil.rmtree(latest)
-        os.replace(link, latest)
-    _prune_published(published, keep_newest=keep, current=target)
-    return latest
-
-
-def _prune_published(published: Path, keep_newest: int, current: Path) -> None:
-    versions = sorted(
-        (p for p in published.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    keep = {current.resolve(), *(p.resolve() for p in versions[:keep_newest])}
-    for path in versions:
-        if path.resolve() not in keep:
-            shutil.rmtree(path, ignore_errors=True)
-    for stale in published.glob(".tmp-*"):
-        if stale.resolve() != current.resolve():
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,14 +19,12 @@ import torch
 from llm_assets_tests.training.conftest import TinyData, build_dataset, tiny_config
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
+from llm_assets.training.checkpoints import find_resume_checkpoint, is_complete_checkpoint, publish_model
 from llm_assets.training.presets import padded_vocab_size
 from llm_assets.training.train import (
     TrainConfig,
     TrainingOutOfMemoryError,
     TrainResult,
-    find_resume_checkpoint,
-    is_complete_checkpoint,
-    publish_model,
     run_dir_for,
     torchrun_command,
     train_model,
