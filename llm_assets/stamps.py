@@ -29,15 +29,6 @@ def digest_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def digest_files(paths: Iterable[Path], root: Path) -> str:
-    """One digest over several files and their names relative to ``root``."""
-    h = hashlib.sha256()
-    for path in sorted(paths):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(digest_file(path).encode())
-    return h.hexdigest()
-
-
 def stamp_key(**parts: Any) -> str:
     """A digest of named JSON-able parts (upstream digests, config values, code versions)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
