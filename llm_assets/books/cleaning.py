@@ -304,6 +304,7 @@ class CorpusBook:
     end: int
     lines: int
     markers_found: bool
+    warnings: tuple[str, ...] = ()  # what the cleaner was unsure of, shown per book in metadata
 
 
 @dataclass(frozen=True)
@@ -407,6 +408,7 @@ def build_corpus(
                     end=offset + len(data),
                     lines=cleaned.text.count("\n") + 1,
                     markers_found=cleaned.markers_found,
+                    warnings=cleaned.warnings,
                 )
             )
             offset += len(data)

@@ -151,10 +151,9 @@ def corpus(context: dg.AssetExecutionContext, paths: PathsResource) -> dg.Materi
         return md.corpus_report(build_corpus(p.raw_dir, p.corpus, p.corpus_index, progress))
 
     report, reused = _reuse_or_run(context, p, key, [p.corpus, p.corpus_index], run)
-    if report["unmarked"]:
-        context.log.warning(
-            f"no Gutenberg header/footer found in books {report['unmarked']}: kept whole"
-        )
+    for book in report["books"]:
+        for warning in book.get("warnings", []):
+            context.log.warning(f"book {book['id']}: {warning}")
     return dg.MaterializeResult(metadata=md.with_reuse(md.corpus(report), reused))
 
 

@@ -67,7 +67,13 @@ def raw_books(report: DownloadReport, fingerprint: str, book_list: Path) -> dict
 def corpus_report(report: CorpusReport) -> dict[str, Any]:
     out = plain(report)
     out["books"] = [
-        {"id": b.book_id, "bytes": b.end - b.start, "lines": b.lines, "markers": b.markers_found}
+        {
+            "id": b.book_id,
+            "bytes": b.end - b.start,
+            "lines": b.lines,
+            "markers": b.markers_found,
+            "warnings": list(b.warnings),
+        }
         for b in report.books
     ]
     return out
@@ -80,11 +86,20 @@ def corpus(report: dict[str, Any]) -> dict[str, Any]:
         "total_bytes": report["total_bytes"],
         "seconds": round(report["seconds"], 3),
         "unmarked_books": report["unmarked"] or "none",
+        "books_with_warnings": [b["id"] for b in books if b.get("warnings")] or "none",
         "path": dg.MetadataValue.path(report["path"]),
         "per_book": _md_table(
-            ["book id", "bytes", "lines", "header/footer found"],
-            [[b["id"], f"{b['bytes']:,}", f"{b['lines']:,}", "yes" if b["markers"] else "**no: kept whole**"]
-             for b in books],
+            ["book id", "bytes", "lines", "header/footer found", "cleaner warnings"],
+            [
+                [
+                    b["id"],
+                    f"{b['bytes']:,}",
+                    f"{b['lines']:,}",
+                    "yes" if b["markers"] else "**no: kept whole**",
+                    "; ".join(b.get("warnings", [])) or "-",
+                ]
+                for b in books
+            ],
         ),
     }
 

@@ -241,6 +241,8 @@ def test_build_corpus_orders_books_and_records_byte_offsets(tmp_path) -> None:
     for entry, book in zip(index["books"], books):
         assert data[entry["start"] : entry["end"]].decode("utf-8") == book.body
     assert report.unmarked == (20,)
+    assert [bool(b.warnings) for b in report.books] == [False, False, True]
+    assert "kept whole" in report.books[2].warnings[0]
     assert report.total_bytes == len(data)
     assert seen == [(1, 3, 30), (2, 3, 10), (3, 3, 20)]
     assert [b.lines for b in report.books] == [b.body.count("\n") + 1 for b in books]
