@@ -142,6 +142,25 @@ def test_result_carries_the_spec_metadata(trained):
     assert TrainResult.from_json(r.to_json()) == r
 
 
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_matches_eager_and_publishes_plain_weights(trained, tmp_path: Path):
+    """`compile: true` trains the same model (the same losses as eager, to float tolerance) and the
+    published weights carry no `_orig_mod.` prefixes, so they load like any other model."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    r = train_model(trained.data.dataset_dir, trained.data.tokenizer_dir, tmp_path, tiny_config(compile=True), device="cpu")
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo really compiled the model
+    eager: TrainResult = trained.result
+    assert [s for s, _ in r.loss_history] == [s for s, _ in eager.loss_history]
+    assert [v for _, v in r.loss_history] == pytest.approx([v for _, v in eager.loss_history], rel=1e-4)
+    assert r.eval_loss == pytest.approx(eager.eval_loss, rel=1e-4)
+    model, info = AutoModelForCausalLM.from_pretrained(r.model_dir, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
 def test_progress_reports_step_loss_rate_and_eta(trained):
     kinds = [u.kind for u in trained.progress]
     assert kinds[0] == "notice" and "eval" in kinds and kinds[-1] == "notice"
