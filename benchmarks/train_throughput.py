@@ -6,6 +6,7 @@ no callbacks). The ratio is the Trainer's overhead; the goal is >= 0.95, the flo
 
     python benchmarks/train_throughput.py                      # tiny and mini presets, CPU
     python benchmarks/train_throughput.py --presets mini --steps 30 --repeats 3 --vocab 8192
+    python benchmarks/train_throughput.py --compile             # both sides under torch.compile
 
 Figures go in benchmarks/TRAINING.md. The two are interleaved (bare, trainer, trainer, bare, ...)
 so that a neighbour's load hits both alike; each line shows every repeat and the median ratio.
@@ -80,6 +81,7 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
     precision = choose_precision(device, config.precision)
     model = _build_model(plan, AutoTokenizer.from_pretrained(tokenizer_dir)).to(device)
     model.train()
+    forward = torch.compile(model) if config.compile else model  # as the Trainer does with torch_compile
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=plan.learning_rate,
@@ -101,7 +103,7 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
             ids = torch.from_numpy(data[order[position : position + micro]].astype(np.int64)).to(device)
             position += micro
             with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = model(input_ids=ids, labels=ids).loss / accumulation
+                loss = forward(input_ids=ids, labels=ids).loss / accumulation
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), plan.preset.max_grad_norm)
         optimizer.step()
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=0, help="0: the preset's")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both (the `compile` config key)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer_dir, dataset_dir = build_inputs(root, args.vocab, args.context, rows=2000)
         print(
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
-            f"vocab {args.vocab}, context {args.context}, {args.steps} steps x {args.repeats} repeats",
+            f"vocab {args.vocab}, context {args.context}, {args.steps} steps x {args.repeats} repeats"
+            f"{', torch.compile' if args.compile else ''}",
             flush=True,
         )
         for name in args.presets.split(","):
@@ -171,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 logging_steps=10,
                 batch_size=args.batch_size,
                 precision=args.precision,
+                compile=args.compile,
                 sample_prompts=(),
             )
             bare, trainer = [], []
