@@ -125,7 +125,7 @@ def raw_books(
 # ---------------------------------------------------------------------------------------------
 # corpus
 
-CORPUS_CODE_VERSION = "1"
+CORPUS_CODE_VERSION = "2"  # 2: per-book cleaner warnings in the report
 
 
 @dg.asset(
@@ -152,7 +152,7 @@ def corpus(context: dg.AssetExecutionContext, paths: PathsResource) -> dg.Materi
 
     report, reused = _reuse_or_run(context, p, key, [p.corpus, p.corpus_index], run)
     for book in report["books"]:
-        for warning in book.get("warnings", []):
+        for warning in book["warnings"]:
             context.log.warning(f"book {book['id']}: {warning}")
     return dg.MaterializeResult(metadata=md.with_reuse(md.corpus(report), reused))
 

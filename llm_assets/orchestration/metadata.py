@@ -86,7 +86,7 @@ def corpus(report: dict[str, Any]) -> dict[str, Any]:
         "total_bytes": report["total_bytes"],
         "seconds": round(report["seconds"], 3),
         "unmarked_books": report["unmarked"] or "none",
-        "books_with_warnings": [b["id"] for b in books if b.get("warnings")] or "none",
+        "books_with_warnings": [b["id"] for b in books if b["warnings"]] or "none",
         "path": dg.MetadataValue.path(report["path"]),
         "per_book": _md_table(
             ["book id", "bytes", "lines", "header/footer found", "cleaner warnings"],
@@ -96,7 +96,7 @@ def corpus(report: dict[str, Any]) -> dict[str, Any]:
                     f"{b['bytes']:,}",
                     f"{b['lines']:,}",
                     "yes" if b["markers"] else "**no: kept whole**",
-                    "; ".join(b.get("warnings", [])) or "-",
+                    "; ".join(b["warnings"]) or "-",
                 ]
                 for b in books
             ],
