@@ -17,6 +17,8 @@ order added. The request log (``mirror.requests``) lets tests count requests and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import threading
 import time
@@ -502,3 +504,13 @@ def make_books(ids: Sequence[int], **kwargs) -> dict[int, GeneratedBook]:
         book_id: make_book(book_id, style or marked[i % len(marked)], **kwargs)
         for i, book_id in enumerate(ids)
     }
+
+
+def write_raw_selection(raw_dir: Path, books: Sequence[tuple[int, bytes]]) -> None:
+    """Raw files and the books.json that raw_books would have left, without a download."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for book_id, raw in books:
+        (raw_dir / f"{book_id}.txt").write_bytes(raw)
+        entries.append({"id": book_id, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(), "url": "x"})
+    (raw_dir / "books.json").write_text(json.dumps({"books": entries, "skipped": []}))

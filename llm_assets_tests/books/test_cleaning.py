@@ -13,7 +13,7 @@ from llm_assets.books.cleaning import (
     clean_text,
     decode_gutenberg,
 )
-from llm_assets_tests.gutenberg_server import STYLES, make_body, make_book
+from llm_assets_tests.gutenberg_server import STYLES, make_body, make_book, write_raw_selection
 
 BODY = "CHAPTER I.\n\nIt was a dark night.\n\nThe end came soon.\n\nTHE END"
 
@@ -210,24 +210,13 @@ def test_markers_around_nothing_keep_the_text_whole() -> None:
 # --- build_corpus ------------------------------------------------------------------------------
 
 
-def _write_selection(raw_dir, books) -> None:
-    import hashlib
-
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for book_id, raw in books:
-        (raw_dir / f"{book_id}.txt").write_bytes(raw)
-        entries.append({"id": book_id, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(), "url": "x"})
-    (raw_dir / "books.json").write_text(json.dumps({"books": entries, "skipped": []}))
-
-
 def test_build_corpus_orders_books_and_records_byte_offsets(tmp_path) -> None:
     books = [
         make_book(30, "this", language="fr", encoding="latin-1"),
         make_book(10, "modern", language="is"),
         make_book(20, "none", language="nl", newline="\n"),
     ]
-    _write_selection(tmp_path / "raw", [(b.book_id, b.raw) for b in books])
+    write_raw_selection(tmp_path / "raw", [(b.book_id, b.raw) for b in books])
     seen: list[tuple[int, int, int]] = []
     report = build_corpus(
         tmp_path / "raw", tmp_path / "all.txt", tmp_path / "all.index.json",
@@ -255,7 +244,7 @@ def test_build_corpus_without_selection_names_the_fix(tmp_path) -> None:
 
 def test_build_corpus_rejects_an_altered_raw_file(tmp_path) -> None:
     book = make_book(7, "modern")
-    _write_selection(tmp_path, [(7, book.raw)])
+    write_raw_selection(tmp_path, [(7, book.raw)])
     (tmp_path / "7.txt").write_bytes(book.raw + b"tampered")
     with pytest.raises(CorpusError, match="book 7.*does not match"):
         build_corpus(tmp_path, tmp_path / "c.txt", tmp_path / "i.json")
@@ -263,7 +252,7 @@ def test_build_corpus_rejects_an_altered_raw_file(tmp_path) -> None:
 
 
 def test_build_corpus_rejects_a_book_with_no_text(tmp_path) -> None:
-    _write_selection(tmp_path, [(8, b"\r\n  \r\n")])
+    write_raw_selection(tmp_path, [(8, b"\r\n  \r\n")])
     with pytest.raises(CorpusError, match="book 8"):
         build_corpus(tmp_path, tmp_path / "c.txt", tmp_path / "i.json")
     assert list(tmp_path.glob(".c.txt*")) == []  # the temporary file is cleaned up
