@@ -25,6 +25,7 @@ from llm_assets.orchestration.resources import DeviceResource, GutenbergResource
 from llm_assets.settings import Paths
 from llm_assets.text.dataset import build_dataset
 from llm_assets.text.tokenizer import train_tokenizer
+from llm_assets.training.checkpoints import training_lock
 from llm_assets.training.train import (
     TrainConfig,
     TrainResult,
@@ -357,18 +358,22 @@ def trained_model(
         f"({config.nproc_per_node} process{'es' if config.nproc_per_node > 1 else ''})"
     )
 
-    if config.nproc_per_node == 1:
-        result = train_model(
-            p.dataset_dir,
-            p.tokenizer_dir,
-            p.checkpoint_dir,
-            train_config,
-            device=where,
-            progress=lambda update: context.log.info(update.message),
-        )
-    else:
-        result = _train_with_torchrun(context, p, train_config, where, config.nproc_per_node,
-                                      pipes_subprocess_client)
+    # The pool keeps runs apart in Dagster; the lock also covers what the pool cannot (see its doc).
+    with training_lock(p.checkpoint_dir, on_wait=context.log.warning) as lock:
+        context.log.info(f"holding the training lock {lock}")
+        if config.nproc_per_node == 1:
+            result = train_model(
+                p.dataset_dir,
+                p.tokenizer_dir,
+                p.checkpoint_dir,
+                train_config,
+                device=where,
+                progress=lambda update: context.log.info(update.message),
+            )
+        else:
+            result = _train_with_torchrun(context, p, train_config, where, config.nproc_per_node,
+                                          pipes_subprocess_client)
+        context.log.info(f"releasing the training lock {lock}")
     for prompt, text in result.samples:
         context.log.info(f"sample: {prompt!r} -> {text!r}")
     return dg.MaterializeResult(metadata=md.trained_model(result))

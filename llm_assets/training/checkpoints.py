@@ -12,12 +12,48 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
 PUBLISHED_DIR = "published"
+TRAINING_LOCK = ".training.lock"
+
+
+@contextmanager
+def training_lock(
+    checkpoint_dir: Path, on_wait: Callable[[str], None] | None = None, poll_seconds: float = 30.0
+) -> Iterator[Path]:
+    """Hold ``checkpoint_dir/.training.lock`` while training: one training per checkpoint folder.
+
+    Dagster's pool keeps training runs apart only as well as its instance's storage can: on the
+    default SQLite instance two runs that claim the slot in the same instant can both win, and a
+    notebook or a hand-started torchrun never asks the pool at all. An OS file lock (flock) has
+    neither gap, and the kernel drops it when its holder dies, kill -9 included, so a crash never
+    leaves the folder locked. A second training waits here, saying so every ``poll_seconds``.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_dir / TRAINING_LOCK
+    lock = FileLock(path)
+    timeout = 0.0
+    while True:
+        try:
+            lock.acquire(timeout=timeout)
+            break
+        except Timeout:
+            if on_wait is not None:
+                on_wait(f"another training run holds {path}; waiting for it to finish")
+            timeout = poll_seconds
+    try:
+        yield path
+    finally:
+        lock.release()
 
 
 def checkpoint_step(path: Path) -> int | None:

@@ -1,0 +1,61 @@
+"""The training lock: a second training waits for the first, and a killed holder frees it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from llm_assets.training.checkpoints import TRAINING_LOCK, training_lock
+
+HOLD = """
+import sys, time
+from llm_assets.training.checkpoints import training_lock
+with training_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _holder(checkpoint_dir: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process (as another Dagster run would be) holding the lock for ``seconds``."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(checkpoint_dir), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_training_waits_for_the_first_and_says_so(tmp_path: Path) -> None:
+    holder = _holder(tmp_path, 1.5)
+    held_since = time.monotonic()
+    said: list[str] = []
+    with training_lock(tmp_path, on_wait=said.append, poll_seconds=0.2) as lock:
+        assert time.monotonic() - held_since >= 1.4  # in only once the holder's 1.5 s were over
+    holder.wait()
+    assert lock == tmp_path / TRAINING_LOCK
+    assert said and all(str(lock) in line and "waiting" in line for line in said)
+
+
+def test_a_holder_killed_with_sigkill_leaves_the_lock_free(tmp_path: Path) -> None:
+    holder = _holder(tmp_path, 600)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    said: list[str] = []
+    began = time.monotonic()
+    with training_lock(tmp_path, on_wait=said.append, poll_seconds=0.2):
+        pass
+    assert said == [] and time.monotonic() - began < 5
+
+
+def test_an_unheld_lock_is_taken_at_once_and_released_after(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "checkpoints"  # created on demand
+    with training_lock(folder) as lock:
+        assert lock.parent == folder
+    said: list[str] = []
+    with training_lock(folder, on_wait=said.append):
+        pass
+    assert said == []
