@@ -93,11 +93,9 @@ def run_ours(corpus: Path, index: Path, out: Path, vocab_size: int, context_leng
     from llm_assets.text.tokenizer import train_tokenizer
 
     started = time.perf_counter()
-    train_tokenizer(corpus, index, out / "tokenizer", vocab_size=vocab_size)
+    train_tokenizer(corpus, out / "tokenizer", vocab_size=vocab_size)
     trained = time.perf_counter()
-    report = build_dataset(
-        corpus, index, out / "tokenizer", out / "processed_dataset", context_length=context_length
-    )
+    report = build_dataset(corpus, out / "tokenizer", out / "processed_dataset", context_length=context_length)
     return {
         "train_s": trained - started,
         "encode_s": time.perf_counter() - trained,
@@ -267,7 +265,9 @@ def main() -> None:
     results: list[Result] = []
     try:
         for size in [float(s) for s in args.sizes.split(",")]:
-            corpus, index = work / f"corpus_{size:g}MB.txt", work / f"corpus_{size:g}MB.index.json"
+            folder = work / f"corpus_{size:g}MB"
+            folder.mkdir(exist_ok=True)
+            corpus, index = folder / "all_books.txt", folder / "all_books.index.json"  # the corpus stage's layout
             written = build_corpus(args.mirror, size, corpus, index)
             size_mb = written / 1e6
             for method in args.methods.split(","):
@@ -288,7 +288,9 @@ def main() -> None:
                 shutil.rmtree(again, ignore_errors=True)
                 again.mkdir()
                 run_child("ours", corpus, index, again, args)
-                same = same_tree(work / f"ours_{size:g}MB", again)
+                first = work / f"ours_{size:g}MB"
+                same = all(same_tree((first / name).resolve(), (again / name).resolve())
+                           for name in ("tokenizer", "processed_dataset"))
                 print(f"determinism at {size:g} MB: outputs byte-identical: {same}", flush=True)
         print()
         print(table(results))

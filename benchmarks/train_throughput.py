@@ -28,8 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llm_assets.training.config import TrainConfig
 from llm_assets.training.devices import choose_precision, fused_adamw_supported
-from llm_assets.training.train import TrainConfig, _build_model, train_model, validate_config
+from llm_assets.training.hf_trainer import build_model
+from llm_assets.training.plan import plan_training
+from llm_assets.training.train import train_model
 
 
 def build_inputs(root: Path, vocab: int, context: int, rows: int) -> tuple[Path, Path]:
@@ -77,9 +80,9 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
-    plan = validate_config(dataset_dir, tokenizer_dir, config, world_size=1)
+    plan = plan_training(dataset_dir, tokenizer_dir, config)
     precision = choose_precision(device, config.precision)
-    model = _build_model(plan, AutoTokenizer.from_pretrained(tokenizer_dir)).to(device)
+    model = build_model(plan, AutoTokenizer.from_pretrained(tokenizer_dir)).to(device)
     model.train()
     forward = torch.compile(model) if config.compile else model  # as the Trainer does with torch_compile
     optimizer = torch.optim.AdamW(
@@ -91,7 +94,7 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
     )
     data = np.asarray(load_from_disk(str(dataset_dir))["train"].with_format("numpy")["input_ids"])
     order = np.random.default_rng(0).permutation(len(data))
-    micro, accumulation = plan.batch_size, plan.gradient_accumulation_steps
+    micro, accumulation = plan.micro_batch_size, plan.gradient_accumulation_steps
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     position = 0
     start = mark = time.perf_counter()
@@ -139,7 +142,7 @@ def trainer_run(root: Path, dataset_dir: Path, tokenizer_dir: Path, config: Trai
     result = train_model(
         dataset_dir, tokenizer_dir, root / f"ck-{time.monotonic_ns()}", config, device=device, callbacks=[timer]
     )
-    tokens_per_step = result.batch_size * validate_config(dataset_dir, tokenizer_dir, config).context_length
+    tokens_per_step = result.batch_size * plan_training(dataset_dir, tokenizer_dir, config).context_length
     return Measured(result.tokens_per_second, _median_rate(timer.step_seconds, tokens_per_step))
 
 
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.batch_size,
                 precision=args.precision,
                 compile=args.compile,
-                sample_prompts=(),
+                sample_prompts=[],
             )
             bare, trainer = [], []
             for repeat in range(args.repeats):

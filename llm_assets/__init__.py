@@ -7,7 +7,12 @@ notebook that only trains never pays for importing the orchestrator.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import os
+
+# PyTorch reads this once, when torch is first imported. Every entry point (Dagster's code
+# location, the CLI, the torchrun worker) imports this package first, so MPS operations that lack
+# a kernel run on the CPU instead of failing. A value the user set is kept.
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""The Definitions: the five assets, their checks, the resources and the automation."""
+"""The Definitions: the five assets (their checks run inside them), the resources and the automation."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import dagster as dg
 
 from llm_assets.orchestration.assets import all_assets
 from llm_assets.orchestration.automation import book_list_schedule, book_list_sensor, llm_pipeline
-from llm_assets.orchestration.checks import all_checks
 from llm_assets.orchestration.resources import DeviceResource, GutenbergResource, PathsResource
 
 defs = dg.Definitions(
     assets=all_assets,
-    asset_checks=all_checks,
     jobs=[llm_pipeline],
     sensors=[book_list_sensor],
     schedules=[book_list_schedule],

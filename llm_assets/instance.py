@@ -1,10 +1,7 @@
 """One persistent Dagster instance for the project, shared by `dagster dev` and the CLI.
 
-Dagster keeps run history under $DAGSTER_HOME, which must be an absolute path; without it each
-`dagster dev` and each `dagster asset materialize` uses a throw-away instance and CLI runs never
-show in the UI. Both commands load a `.env` file from the working directory first, so writing
-`DAGSTER_HOME=<project>/.dagster_home` there once (`llm-assets init`) makes every later command,
-from any shell, share one SQLite-backed history without exporting anything.
+Without DAGSTER_HOME each command uses a throw-away instance; both commands read `.env` from the
+working directory, so `llm-assets init` writes DAGSTER_HOME there once.
 """
 
 from __future__ import annotations

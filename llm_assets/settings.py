@@ -1,4 +1,4 @@
-"""Paths and environment variables of SPEC.md, in one place.
+"""The paths and environment variables users set (see the README's Configuration), in one place.
 
 Every stage reads its inputs from and writes its outputs to the paths here, so any stage can be
 re-run alone (from the UI, the CLI, a test or torchrun) and find the previous stage's files.
@@ -38,17 +38,21 @@ class Paths:
         return self.data_dir / "all_books.txt"
 
     @property
-    def corpus_index(self) -> Path:
-        """Byte offsets of each book inside the corpus: book boundaries for the later stages."""
-        return self.data_dir / "all_books.index.json"
-
-    @property
     def tokenizer_dir(self) -> Path:
         return self.data_dir / "tokenizer"
 
     @property
     def dataset_dir(self) -> Path:
         return self.data_dir / "processed_dataset"
+
+    @property
+    def stamps_dir(self) -> Path:
+        """What each data stage last built from what (see ``llm_assets.stamps``)."""
+        return self.data_dir / ".stamps"
+
+    def lock(self, stage: str) -> Path:
+        """The lock file a stage holds while it writes its output (see ``llm_assets.locks``)."""
+        return self.data_dir / ".locks" / f"{stage}.lock"
 
     @property
     def runs_dir(self) -> Path:
@@ -61,7 +65,7 @@ class Paths:
 
 
 def paths_from_env(env: Mapping[str, str] | None = None) -> Paths:
-    """Read the SPEC's path variables; called at run time, never at import time."""
+    """Read the path variables; called at run time, never at import time."""
     env = os.environ if env is None else env
     data_dir = Path(env.get(DATA_DIR_VAR) or "data")
     checkpoint_dir = Path(env.get(CHECKPOINT_DIR_VAR) or "checkpoints")
@@ -71,15 +75,10 @@ def paths_from_env(env: Mapping[str, str] | None = None) -> Paths:
 
 def gutenberg_mirror(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
-    return (env.get(MIRROR_VAR) or DEFAULT_MIRROR).rstrip("/")
+    return env.get(MIRROR_VAR) or DEFAULT_MIRROR
 
 
 def requested_device(env: Mapping[str, str] | None = None) -> str:
-    """The device named by ``LLM_DEVICE``; validated here so a typo fails before any work."""
+    """The device named by ``LLM_DEVICE`` (checked where it is resolved: ``devices.resolve_device``)."""
     env = os.environ if env is None else env
-    value = (env.get(DEVICE_VAR) or "auto").strip().lower()
-    if value not in DEVICE_CHOICES:
-        raise ValueError(
-            f"{DEVICE_VAR}={value!r} is not a device: use one of {', '.join(DEVICE_CHOICES)}."
-        )
-    return value
+    return env.get(DEVICE_VAR) or "auto"

@@ -1,32 +1,30 @@
-"""Input stamps: a stage whose inputs, configuration and code are unchanged reuses its output.
+"""Stamps: a data stage whose inputs, configuration and code are unchanged reuses its output.
 
-A stamp records a key (a digest of everything that determines a stage's output) and the plain
-report of the run that produced it. Re-running the stage with the same key and the output still on
-disk returns that report instead of recomputing, so automation and `--select '*'` re-runs cost
-nothing for the stages a change does not touch. A stamp is written only after its output is
-complete, so a crash mid-stage leaves no stamp and the next run recomputes.
+A stamp records a key (a digest of everything that determines the stage's output), the digest of
+the output it wrote, and the report of the run that wrote it. Before reuse, the output on disk is
+digested again and must match: a tokenizer rebuilt from a notebook, or a crash between publishing
+an output and writing its stamp, is rebuilt, and the reason is said.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_CHUNK = 4 * 2**20
+from llm_assets.atomic import atomic_write_json
 
 
-def digest_file(path: Path) -> str:
-    """sha256 of a file, streamed so a multi-GB corpus costs no memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+@dataclass(frozen=True)
+class Reuse:
+    """The stored report when the output may be reused; otherwise why it may not."""
+
+    report: dict[str, Any] | None
+    output_digest: str | None
+    reason: str
 
 
 def stamp_key(**parts: Any) -> str:
@@ -35,28 +33,25 @@ def stamp_key(**parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def load_stamp(stamp_path: Path, key: str, outputs: Iterable[Path]) -> dict[str, Any] | None:
-    """The stored report if the stamp matches ``key`` and every output still exists, else None."""
-    if not all(Path(p).exists() for p in outputs):
-        return None
+def check_stamp(stamp_path: Path, key: str, output_digest: Callable[[], str]) -> Reuse:
+    """May the stage reuse its output? Only if the key matches and the output is the one stamped."""
     try:
-        stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+        stamp = json.loads(Path(stamp_path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    if not isinstance(stamp, dict) or stamp.get("key") != key:
-        return None
-    report = stamp.get("report")
-    return report if isinstance(report, dict) else None
-
-
-def save_stamp(stamp_path: Path, key: str, report: Mapping[str, Any]) -> None:
-    """Write the stamp atomically: a reader sees the old stamp or the new one, never half."""
-    stamp_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=stamp_path.parent, prefix=f".{stamp_path.name}.")
+        return Reuse(None, None, "no record of an earlier build")
+    if not isinstance(stamp, dict) or not isinstance(stamp.get("report"), dict):
+        return Reuse(None, None, f"{stamp_path} is not a stamp")
+    if stamp.get("key") != key:
+        return Reuse(None, None, "inputs, configuration or code changed since the last build")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"key": key, "report": dict(report)}, f, indent=1, default=str)
-        os.replace(tmp, stamp_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        current = output_digest()
+    except (OSError, ValueError) as exc:
+        return Reuse(None, None, f"the output of the last build is missing or unreadable ({exc})")
+    if current != stamp.get("output_digest"):
+        return Reuse(None, current, "the output on disk is not the one the last build wrote "
+                     "(changed outside a run, or a run stopped before recording it)")
+    return Reuse(stamp["report"], current, "inputs, configuration, code and output unchanged")
+
+
+def save_stamp(stamp_path: Path, key: str, output_digest: str, report: Mapping[str, Any]) -> None:
+    atomic_write_json(stamp_path, {"key": key, "output_digest": output_digest, "report": dict(report)})

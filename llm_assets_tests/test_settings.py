@@ -1,7 +1,5 @@
 from pathlib import Path
 
-import pytest
-
 from llm_assets import settings
 
 
@@ -25,11 +23,7 @@ def test_book_list_follows_the_data_dir_unless_set():
     assert p.book_list == Path("/b.yaml")
 
 
-def test_mirror_trailing_slash_is_dropped():
-    assert settings.gutenberg_mirror({"GUTENBERG_MIRROR": "http://127.0.0.1:8000/"}) == "http://127.0.0.1:8000"
-
-
-def test_unknown_device_is_rejected_naming_the_variable():
-    with pytest.raises(ValueError, match="LLM_DEVICE='tpu'"):
-        settings.requested_device({"LLM_DEVICE": "tpu"})
-    assert settings.requested_device({"LLM_DEVICE": " CPU "}) == "cpu"
+def test_stage_locks_and_stamps_live_in_the_data_folder():
+    p = settings.paths_from_env({"LLM_ASSETS_DATA_DIR": "/tmp/x"})
+    assert p.lock("tokenizer") == Path("/tmp/x/.locks/tokenizer.lock")
+    assert p.stamps_dir == Path("/tmp/x/.stamps")

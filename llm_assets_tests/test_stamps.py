@@ -1,35 +1,37 @@
-import hashlib
+"""Stamps: reuse only when the key matches and the output on disk is the one stamped."""
 
 from llm_assets import stamps
+from llm_assets.digests import digest_file
 
 
-def test_stamp_is_reused_only_for_the_same_key_with_outputs_present(tmp_path):
+def test_reused_only_for_the_same_key_and_the_same_output(tmp_path):
     out = tmp_path / "out.txt"
     out.write_text("result")
     stamp = tmp_path / "stamps" / "stage.json"
     key = stamps.stamp_key(upstream="abc", config={"vocab_size": 10}, code="1")
 
-    assert stamps.load_stamp(stamp, key, [out]) is None  # nothing stamped yet
-    stamps.save_stamp(stamp, key, {"tokens": 5})
-    assert stamps.load_stamp(stamp, key, [out]) == {"tokens": 5}
+    def digest() -> str:
+        return digest_file(out)
+
+    first = stamps.check_stamp(stamp, key, digest)
+    assert first.report is None and first.reason == "no record of an earlier build"
+    stamps.save_stamp(stamp, key, digest(), {"tokens": 5})
+    reuse = stamps.check_stamp(stamp, key, digest)
+    assert reuse.report == {"tokens": 5} and reuse.output_digest == digest()
 
     other = stamps.stamp_key(upstream="abc", config={"vocab_size": 11}, code="1")
-    assert stamps.load_stamp(stamp, other, [out]) is None  # config changed
+    assert "changed" in stamps.check_stamp(stamp, other, digest).reason
+    out.write_text("rebuilt from a notebook")  # replaced behind the stamp
+    replaced = stamps.check_stamp(stamp, key, digest)
+    assert replaced.report is None and "not the one the last build wrote" in replaced.reason
     out.unlink()
-    assert stamps.load_stamp(stamp, key, [out]) is None  # output gone
+    assert "missing" in stamps.check_stamp(stamp, key, digest).reason
 
 
-def test_corrupt_stamp_means_recompute(tmp_path):
+def test_corrupt_stamp_means_rebuild(tmp_path):
     stamp = tmp_path / "s.json"
     stamp.write_text("{not json")
-    assert stamps.load_stamp(stamp, "k", []) is None
-
-
-def test_digest_file_matches_hashlib(tmp_path):
-    data = b"x" * (5 * 2**20 + 3)  # spans several read chunks
-    f = tmp_path / "big.bin"
-    f.write_bytes(data)
-    assert stamps.digest_file(f) == hashlib.sha256(data).hexdigest()
+    assert stamps.check_stamp(stamp, "k", lambda: "d").report is None
 
 
 def test_key_ignores_argument_order():

@@ -1,33 +1,15 @@
-"""Turn raw Project Gutenberg files into clean book text, and the cleaned books into one corpus.
+"""Turn a raw Project Gutenberg file into the book's own text: header, licence, credits and footer gone.
 
-Gutenberg files are not uniform: 30 years of headers ("SMALL PRINT" etexts, ``*** START OF THE
-PROJECT GUTENBERG EBOOK`` and ``*** START OF THIS ...`` markers, markers without spaces, markers
-wrapped over two lines, indented END lines), three encodings and two line-ending conventions. The
-cleaner therefore works on structure, not on a list of exact strings:
-
-1. the body starts after the START marker (or, in 1990s etexts without one, after the end of the
-   SMALL PRINT licence), then leading credit paragraphs ("Produced by", "E-text prepared by",
-   "Note: Project Gutenberg also has an HTML version") are dropped;
-2. the body ends before the first footer line found after it: the END marker, an
-   "End of (the) Project Gutenberg ..." line, the full licence or a SMALL PRINT block.
-
-Only the lines between are kept, unchanged, so the body stays one contiguous slice of the
-original file. Nothing depends on the book's language: the boilerplate is English in every
-Gutenberg file, whatever the book is written in. A file with none of these markers is kept whole,
-and the result says so (``markers_found=False``) so the caller can warn rather than drop it.
+Thirty years of headers, three encodings and two line-ending conventions differ in wording, so the
+cleaner works on structure (after the START marker or the SMALL PRINT licence, before the first
+footer line) and keeps the body as one unchanged slice. A file without markers is kept whole, and
+the result says so.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 # --- decoding -------------------------------------------------------------------------------
 
@@ -288,160 +270,3 @@ def clean_text(text: str) -> CleanedBook:
 def clean_book(raw: bytes) -> CleanedBook:
     """Decode raw bytes as served and clean them."""
     return clean_text(decode_gutenberg(raw))
-
-
-# --- corpus ----------------------------------------------------------------------------------
-
-
-class CorpusError(RuntimeError):
-    """The raw books on disk do not form a usable selection (missing, altered or empty)."""
-
-
-@dataclass(frozen=True)
-class CorpusBook:
-    book_id: int
-    start: int  # byte offsets of this book's text in the UTF-8 corpus file (end exclusive)
-    end: int
-    lines: int
-    markers_found: bool
-    warnings: tuple[str, ...] = ()  # what the cleaner was unsure of, shown per book in metadata
-
-
-@dataclass(frozen=True)
-class CorpusReport:
-    path: Path
-    index_path: Path
-    books: tuple[CorpusBook, ...]
-    total_bytes: int
-    unmarked: tuple[int, ...]  # ids kept whole for lack of markers
-    seconds: float
-
-
-SELECTION_FILE = "books.json"
-SEPARATOR = b"\n\n"  # a blank line between books
-
-
-def read_selection(raw_dir: Path) -> list[dict]:
-    """The ordered selection ``download_books`` wrote; the corpus contains exactly these books."""
-    path = raw_dir / SELECTION_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CorpusError(
-            f"{path} not found: materialize raw_books first (it writes the book selection)."
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise CorpusError(f"{path} is not valid JSON ({exc}): re-run raw_books.") from None
-    books = data.get("books") if isinstance(data, dict) else None
-    if not isinstance(books, list) or not books:
-        raise CorpusError(f"{path} lists no books: check the book list and re-run raw_books.")
-    return books
-
-
-def _read_raw(raw_dir: Path, entry: dict) -> tuple[int, bytes]:
-    book_id = int(entry["id"])
-    path = raw_dir / f"{book_id}.txt"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CorpusError(f"book {book_id}: {path} is missing: re-run raw_books.") from None
-    expected = entry.get("sha256")
-    if expected and hashlib.sha256(raw).hexdigest() != expected:
-        raise CorpusError(
-            f"book {book_id}: {path} does not match the hash raw_books recorded: "
-            "re-run raw_books (it re-downloads altered files)."
-        )
-    return book_id, raw
-
-
-def atomic_write(path: Path, write: Callable[[object], None], mode: str = "wb") -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def build_corpus(
-    raw_dir: Path,
-    corpus_path: Path,
-    index_path: Path,
-    progress: Callable[[int, int, int], None] | None = None,
-) -> CorpusReport:
-    """Clean every selected raw book and concatenate them, in list order, into one UTF-8 file.
-
-    The index records each book's byte span so later stages can respect book boundaries (no
-    training block needs to straddle two books) without re-cleaning anything.
-    """
-    began = time.perf_counter()
-    selection = read_selection(raw_dir)
-    books: list[CorpusBook] = []
-    unmarked: list[int] = []
-    offset = 0
-
-    def write(handle) -> None:
-        nonlocal offset
-        for n, entry in enumerate(selection, start=1):
-            book_id, raw = _read_raw(raw_dir, entry)
-            cleaned = clean_book(raw)
-            data = cleaned.text.encode("utf-8")
-            if not data.strip():
-                raise CorpusError(
-                    f"book {book_id}: {raw_dir / f'{book_id}.txt'} holds no text: "
-                    "remove it from the book list or re-download it with force_refresh."
-                )
-            if books:
-                handle.write(SEPARATOR)
-                offset += len(SEPARATOR)
-            handle.write(data)
-            books.append(
-                CorpusBook(
-                    book_id=book_id,
-                    start=offset,
-                    end=offset + len(data),
-                    lines=cleaned.text.count("\n") + 1,
-                    markers_found=cleaned.markers_found,
-                    warnings=cleaned.warnings,
-                )
-            )
-            offset += len(data)
-            if not cleaned.markers_found:
-                unmarked.append(book_id)
-            if progress is not None:
-                progress(n, len(selection), book_id)
-        handle.write(b"\n")
-        offset += 1
-
-    atomic_write(corpus_path, write)
-    index = {
-        "corpus": corpus_path.name,
-        "total_bytes": offset,
-        "books": [
-            {
-                "id": b.book_id,
-                "start": b.start,
-                "end": b.end,
-                "lines": b.lines,
-                "markers_found": b.markers_found,
-            }
-            for b in books
-        ],
-    }
-    atomic_write(
-        index_path, lambda h: h.write(json.dumps(index, indent=1) + "\n"), mode="w"
-    )
-    return CorpusReport(
-        path=corpus_path,
-        index_path=index_path,
-        books=tuple(books),
-        total_bytes=offset,
-        unmarked=tuple(unmarked),
-        seconds=time.perf_counter() - began,
-    )

@@ -1,24 +1,20 @@
-"""Download Project Gutenberg books politely, verifiably and only once.
+"""The HTTP client for Project Gutenberg or a mirror: polite, retrying, and checking what it gets.
 
 Gutenberg is a volunteer-run site: its robot policy asks for at least two seconds between requests
-and a client that says who it is. Mirrors and test servers need no such pause. Downloads are
-checked before they are trusted (a truncated body, an HTML error page or an empty file is never
-cached as a book), written atomically, and recorded by size and SHA-256 in ``index.json`` so an
-unchanged book list costs no request at all.
+and a client that says who it is. Mirrors and test servers need no such pause. A response is
+checked before it is trusted: a truncated body, an HTML error page or an empty file is never taken
+for a book. Caching what was fetched is ``downloads.py``'s job.
 """
 
 from __future__ import annotations
 
 import email.utils
-import hashlib
-import json
+import importlib.metadata
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
@@ -30,17 +26,20 @@ from tenacity import (
     wait_exponential,
 )
 
-from llm_assets import __version__
-from llm_assets.books.cleaning import SELECTION_FILE, atomic_write
-
 log = logging.getLogger(__name__)
 
 GUTENBERG_ORG = "https://www.gutenberg.org"
-USER_AGENT = f"llm-assets/{__version__} (Project Gutenberg corpus downloader; python-requests)"
-INDEX_FILE = "index.json"
 GUTENBERG_MIN_INTERVAL = 2.0  # seconds between requests to gutenberg.org (its robot policy)
 MAX_RETRY_AFTER = 120.0  # never sleep longer than this on a server's Retry-After
 _CHUNK = 1 << 16
+
+
+def _user_agent() -> str:
+    try:
+        version = importlib.metadata.version("llm-assets")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        version = "dev"
+    return f"llm-assets/{version} (Project Gutenberg corpus downloader; python-requests)"
 
 
 class BookUnavailableError(RuntimeError):
@@ -77,28 +76,6 @@ class _Invalid(Exception):
     """The response is not a book."""
 
 
-@dataclass(frozen=True)
-class DownloadedBook:
-    book_id: int
-    path: Path
-    size: int
-    sha256: str
-    url: str
-    fetched: bool  # False: served from the local cache, no request made
-
-
-@dataclass(frozen=True)
-class DownloadReport:
-    books: tuple[DownloadedBook, ...]  # in list order, only the ones available
-    skipped: tuple[tuple[int, str], ...]  # (book id, reason) when skip_unavailable=True
-    requests: int  # HTTP requests made, retries included
-    bytes_downloaded: int
-    seconds: float
-
-
-ProgressFn = Callable[[int, int, DownloadedBook], None]
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date)."""
     if not value:
@@ -117,7 +94,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _check_book_id(book_id: int) -> int:
+def check_book_id(book_id: int) -> int:
     if isinstance(book_id, bool) or not isinstance(book_id, int) or book_id <= 0:
         raise ValueError(f"Gutenberg book ids are positive integers, got {book_id!r}.")
     return book_id
@@ -163,7 +140,7 @@ class GutenbergClient:
             else min_interval
         )
         self.max_bytes = max_bytes
-        self.user_agent = user_agent or USER_AGENT
+        self.user_agent = user_agent or _user_agent()
         self.requests_made = 0
         self._session = requests.Session()
         self._session.headers["User-Agent"] = self.user_agent
@@ -173,9 +150,15 @@ class GutenbergClient:
     def close(self) -> None:
         self._session.close()
 
+    def __enter__(self) -> GutenbergClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def urls_for(self, book_id: int) -> list[str]:
         """The mirror layout URL first; gutenberg.org also serves older files elsewhere."""
-        _check_book_id(book_id)
+        check_book_id(book_id)
         urls = [f"{self.mirror}/cache/epub/{book_id}/pg{book_id}.txt"]
         if self.is_gutenberg_org:
             urls += [
@@ -292,124 +275,3 @@ class GutenbergClient:
             raise _Invalid("an HTML page")
         if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
             raise _Invalid("binary data")
-
-
-# --- the download cache ----------------------------------------------------------------------
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _load_index(raw_dir: Path) -> dict[str, dict]:
-    path = raw_dir / INDEX_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        books = data["books"]
-        if not isinstance(books, dict):
-            raise TypeError("books is not a mapping")
-        return books
-    except FileNotFoundError:
-        return {}
-    except (ValueError, KeyError, TypeError) as exc:
-        # The index only saves requests: a damaged one means re-verifying by re-downloading.
-        log.warning("%s is unreadable (%s): cached books will be downloaded again", path, exc)
-        return {}
-
-
-def _save_index(raw_dir: Path, books: dict[str, dict]) -> None:
-    data = {"version": 1, "books": dict(sorted(books.items(), key=lambda kv: int(kv[0])))}
-    atomic_write(raw_dir / INDEX_FILE, lambda h: h.write(json.dumps(data, indent=1) + "\n"), "w")
-
-
-def _cached(raw_dir: Path, book_id: int, entry: dict | None) -> DownloadedBook | None:
-    """The cached book if the file on disk still has the recorded size and hash."""
-    if not entry:
-        return None
-    path = raw_dir / f"{book_id}.txt"
-    try:
-        if path.stat().st_size != entry.get("size"):
-            return None
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if _sha256(data) != entry.get("sha256"):
-        return None
-    return DownloadedBook(book_id, path, len(data), entry["sha256"], entry.get("url", ""), False)
-
-
-def download_books(
-    book_ids: Sequence[int],
-    raw_dir: Path,
-    client: GutenbergClient,
-    *,
-    force_refresh: bool = False,
-    skip_unavailable: bool = False,
-    progress: ProgressFn | None = None,
-) -> DownloadReport:
-    """Make ``raw_dir`` hold every listed book, fetching only what the cache lacks.
-
-    Each book is written and recorded as soon as it arrives, so a failure later in the list loses
-    nothing. ``books.json`` (the selection the corpus is built from) is written only when the
-    whole list is accounted for, so a failed run never leaves a partial selection behind.
-    """
-    began = time.perf_counter()
-    requests_before = client.requests_made
-    ids = [_check_book_id(book_id) for book_id in book_ids]
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    index = _load_index(raw_dir)
-    books: list[DownloadedBook] = []
-    skipped: list[tuple[int, str]] = []
-    failures: list[BookUnavailableError] = []
-    downloaded = 0
-
-    for n, book_id in enumerate(ids, start=1):
-        book = None if force_refresh else _cached(raw_dir, book_id, index.get(str(book_id)))
-        if book is None:
-            try:
-                body, url = client.fetch(book_id)
-            except BookUnavailableError as exc:
-                log.warning("%s", exc)
-                if skip_unavailable:
-                    skipped.append((book_id, str(exc)))
-                else:
-                    failures.append(exc)
-                continue
-            path = raw_dir / f"{book_id}.txt"
-            atomic_write(path, lambda h, body=body: h.write(body))
-            book = DownloadedBook(book_id, path, len(body), _sha256(body), url, True)
-            index[str(book_id)] = {
-                "size": book.size,
-                "sha256": book.sha256,
-                "url": url,
-                "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            _save_index(raw_dir, index)
-            downloaded += book.size
-        books.append(book)
-        if progress is not None:
-            progress(n, len(ids), book)
-
-    if failures:
-        first = failures[0]
-        if len(failures) > 1:
-            others = ", ".join(str(f.book_id) for f in failures[1:])
-            first.args = (f"{first.args[0]} (also unavailable: {others})",)
-        raise first
-
-    selection = {
-        "books": [
-            {"id": b.book_id, "size": b.size, "sha256": b.sha256, "url": b.url} for b in books
-        ],
-        "skipped": [{"id": book_id, "reason": reason} for book_id, reason in skipped],
-    }
-    atomic_write(
-        raw_dir / SELECTION_FILE, lambda h: h.write(json.dumps(selection, indent=1) + "\n"), "w"
-    )
-    return DownloadReport(
-        books=tuple(books),
-        skipped=tuple(skipped),
-        requests=client.requests_made - requests_before,
-        bytes_downloaded=downloaded,
-        seconds=time.perf_counter() - began,
-    )

@@ -31,7 +31,7 @@ llm_pipeline = dg.define_asset_job(
 
 
 def load_run_config(path: Path) -> dict[str, Any]:
-    """The user's pipeline configuration (Dagster run config), or {} for the SPEC defaults."""
+    """The user's pipeline configuration (Dagster run config), or {} for the defaults."""
     if not path.is_file():
         return {}
     try:

@@ -1,7 +1,7 @@
 """Stage reports -> Dagster metadata: what a user sees on each asset's page in the UI.
 
-Reports arrive as dataclasses or as the plain dicts stored in stamps (see llm_assets.stamps), so
-a reused stage shows the same figures as the run that produced its output.
+Reports arrive as the plain dicts stored in stamps (see llm_assets.stamps), so a reused stage
+shows the same figures as the run that produced its output.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any
 
 import dagster as dg
 
-from llm_assets.books.cleaning import CorpusReport
-from llm_assets.books.gutenberg import DownloadReport
+from llm_assets.books.corpus import CorpusReport
+from llm_assets.books.downloads import DownloadReport
 from llm_assets.training.train import TrainResult
 
 
 def plain(report: Any) -> dict[str, Any]:
-    """A dataclass report as JSON-able values (paths become strings)."""
+    """A dataclass report as JSON-able values (paths become strings), as stamps store it."""
 
     def convert(value: Any) -> Any:
         if isinstance(value, Path):
@@ -68,7 +68,7 @@ def corpus_report(report: CorpusReport) -> dict[str, Any]:
     out = plain(report)
     out["books"] = [
         {
-            "id": b.book_id,
+            "id": b.id,
             "bytes": b.end - b.start,
             "lines": b.lines,
             "markers": b.markers_found,
@@ -123,8 +123,9 @@ def tokenized_dataset(report: dict[str, Any]) -> dict[str, Any]:
         "total_tokens": report["total_tokens"],
         "dropped_tokens": report["dropped_tokens"],
         "token_dtype": report["token_dtype"],
+        "validation_stretches": report["validation_stretches"],
         "books": report["books"],
-        "shards": report["shards"],
+        "tokenizer_vocab": report["tokenizer_vocab"],
         "seconds": round(seconds, 3),
         "mb_per_second": round(report["corpus_bytes"] / 1e6 / max(seconds, 1e-9), 2),
         "path": dg.MetadataValue.path(report["path"]),
@@ -152,7 +153,7 @@ def _samples_table(samples: tuple[tuple[str, str], ...]) -> dg.MetadataValue:
 
 
 def trained_model(result: TrainResult) -> dict[str, Any]:
-    """The SPEC's fixed keys first, then what else helps a user judge the run."""
+    """The documented keys first (README: trained_model metadata), then what else helps judge the run."""
     metadata: dict[str, Any] = {
         "device": result.device,
         "precision": result.precision,
@@ -168,9 +169,11 @@ def trained_model(result: TrainResult) -> dict[str, Any]:
         "world_size": result.world_size,
         "model_dir": dg.MetadataValue.path(str(result.model_dir)),
         "global_step": result.global_step,
+        "warmup_steps": result.warmup_steps,
         "wall_seconds": round(result.wall_seconds, 2),
         "train_seconds": round(result.train_seconds, 2),
         "fell_back_to_cpu": result.fell_back_to_cpu,
+        "schedule_note": result.schedule_note or "none",
         "run_dir": dg.MetadataValue.path(str(result.run_dir)),
         "samples": _samples_table(result.samples),
     }

@@ -1,6 +1,6 @@
 """Resources: where files live, how to reach Gutenberg, and which device trains.
 
-Each field left unset falls back to the SPEC's environment variable, read when a run starts rather
+Each field left unset falls back to its environment variable (README: Configuration), read when a run starts rather
 than when the code is imported, so a `.env` file or an exported variable always takes effect.
 Resources are frozen: they compute what they need and never assign to their own fields.
 """
@@ -18,7 +18,7 @@ from llm_assets.training.devices import prepare_device, resolve_device
 
 
 class PathsResource(dg.ConfigurableResource):
-    """The data folder, the checkpoint folder and the book list (SPEC: LLM_ASSETS_* variables)."""
+    """The data folder, the checkpoint folder and the book list (LLM_ASSETS_* variables)."""
 
     data_dir: str | None = None
     checkpoint_dir: str | None = None
@@ -38,7 +38,7 @@ class PathsResource(dg.ConfigurableResource):
 
 
 class GutenbergResource(dg.ConfigurableResource):
-    """Project Gutenberg or a mirror with the same layout (SPEC: GUTENBERG_MIRROR)."""
+    """Project Gutenberg or a mirror with the same layout (GUTENBERG_MIRROR)."""
 
     mirror: str | None = None
     timeout_seconds: float = 30.0
@@ -47,7 +47,7 @@ class GutenbergResource(dg.ConfigurableResource):
 
     def client(self) -> GutenbergClient:
         return GutenbergClient(
-            (self.mirror or settings.gutenberg_mirror()).rstrip("/"),
+            self.mirror or settings.gutenberg_mirror(),
             timeout=self.timeout_seconds,
             max_attempts=self.max_attempts,
             backoff_seconds=self.backoff_seconds,
@@ -55,18 +55,14 @@ class GutenbergResource(dg.ConfigurableResource):
 
 
 class DeviceResource(dg.ConfigurableResource):
-    """Where training runs (SPEC: LLM_DEVICE): auto picks cuda, then mps, then cpu.
+    """Where training runs (LLM_DEVICE): auto picks cuda, then mps, then cpu.
 
     An explicitly requested device that is absent fails here, before any work is done.
     """
 
     device: str | None = None
-    fallback_to_cpu: bool = True
-
-    def requested(self) -> str:
-        return (self.device or settings.requested_device()).strip().lower()
 
     def resolve(self) -> str:
-        device = resolve_device(self.requested())
+        device = resolve_device(self.device or settings.requested_device())
         prepare_device(device)
         return device

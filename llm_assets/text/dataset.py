@@ -1,50 +1,47 @@
-"""Token blocks for training: encode the corpus, chunk the whole stream, split, save to disk.
+"""Token blocks for training: encode the corpus, split it into contiguous stretches, save to disk.
 
 Two streaming passes keep memory flat however large the corpus grows:
 
 1. encode: batches of text chunks go through ``encode_batch_fast`` (Rust, every core) while
    Python reads the next batch; ids go to a flat uint16/uint32 file, ``<|endoftext|>`` after each
-   book. The whole stream is chunked, so only its final remainder (< ``context_length``) is lost,
-   where ``run_clm``'s per-batch ``group_texts`` drops a remainder every thousand lines.
-2. write: a seeded choice of validation blocks (exact fraction, known once the stream is
-   counted), then one sequential read of the token file, routing each block into its split's
-   Arrow shards.
+   book, and each book's end is noted.
+2. write: validation is held out as one contiguous stretch of whole blocks inside each book
+   (seeded position), never a lone block between training neighbours, so ``eval_loss`` is not
+   flattered by text the model trained on a sentence earlier. One sequential read of the token
+   file routes each block into its split's Arrow file, which ``datasets`` then saves.
 
-The output is exactly what ``DatasetDict.save_to_disk`` writes (``dataset_dict.json``; per split
-``data-XXXXX-of-YYYYY.arrow`` IPC streams, ``state.json``, ``dataset_info.json``), written with
-``pyarrow`` directly: ``datasets`` costs 1.3 s and 150 MB to import and would copy the data
-once more. Tests load it back with ``datasets.load_from_disk``. Nothing in the files depends on
-time or process, so the same corpus and config give byte-identical folders.
+The whole stream shares one block grid, so only the final remainder (< ``context_length``) is
+lost. The result is a ``DatasetDict`` written by ``save_to_disk``; nothing in it depends on time or
+process, so the same corpus and config give byte-identical folders.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 from tokenizers import Tokenizer
 
-from llm_assets.text.tokenizer import (
-    END_OF_TEXT,
-    TOKENIZER_FILE,
-    iter_chunk_batches,
-    read_corpus_index,
-    staging_dir,
-    tokenizer_threads,
-)
+from llm_assets.atomic import new_version
+from llm_assets.books.corpus import CorpusFiles, read_corpus_index, resolve_corpus
+from llm_assets.text.chunking import iter_chunk_batches
+from llm_assets.text.tokenizer import END_OF_TEXT, TOKENIZER_FILE, tokenizer_threads
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 SPLITS = ("train", "validation")
 COLUMN = "input_ids"
-TOKEN_FILE = "tokens.bin"
+MIN_STRETCH_BLOCKS = 2  # a validation stretch is never one block between two training blocks
 # datasets' own default is 500 MB; smaller shards let readers and copies make progress sooner.
 MAX_SHARD_BYTES = 256 << 20
 # Blocks per Arrow record batch: datasets writes 1000-row batches; a few MB each reads fast.
@@ -57,13 +54,23 @@ class DatasetReport:
     context_length: int
     train_blocks: int
     validation_blocks: int
+    validation_stretches: int
     total_tokens: int
     dropped_tokens: int  # the final remainder only
     token_dtype: str  # "uint16" or "uint32"
     books: int
     corpus_bytes: int
     seconds: float
-    shards: int
+
+
+@dataclass(frozen=True)
+class DatasetCheck:
+    """What a saved dataset holds, and every way it falls short of what training needs."""
+
+    problems: tuple[str, ...]
+    block_lengths: tuple[int, ...]
+    rows: dict[str, int]
+    largest_id: int
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class _Stream:
     """What pass 1 learned about the token stream."""
 
     tokens: int
+    book_ends: tuple[int, ...]  # token offset after each book's <|endoftext|>
     digest: str
 
 
@@ -81,7 +89,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 def build_dataset(
     corpus_path: Path,
-    index_path: Path,
     tokenizer_dir: Path,
     out_dir: Path,
     *,
@@ -91,26 +98,23 @@ def build_dataset(
     progress: Callable[[int, int], None] | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> DatasetReport:
-    """Encode, chunk, split and save; ``progress(bytes done, corpus file bytes)`` per batch.
-
-    ``max_shard_bytes`` caps each Arrow file (tests use it to exercise sharding).
-    """
+    """Encode, chunk, split and publish; ``progress(bytes done, corpus bytes)`` per batch."""
     _check_config(context_length, validation_fraction)
     started = time.perf_counter()
-    books = read_corpus_index(corpus_path, index_path)
+    files = resolve_corpus(corpus_path)
+    books = read_corpus_index(files)
     tokenizer = _load_fast_tokenizer(Path(tokenizer_dir))
     eot = tokenizer.token_to_id(END_OF_TEXT)
     dtype = token_dtype(tokenizer.get_vocab_size(with_added_tokens=True))
     report_progress = progress or (lambda done, total: None)
 
-    out_dir = Path(out_dir)
-    with staging_dir(out_dir) as tmp:
-        token_file = tmp / TOKEN_FILE
+    with new_version(out_dir) as folder:
+        scratch = folder / "scratch"
+        scratch.mkdir()
+        token_file = scratch / "tokens.bin"
         with open(token_file, "wb") as sink, tokenizer_threads():
-            stream = _encode_corpus(
-                corpus_path, index_path, tokenizer, eot, dtype, sink,
-                lambda done: report_progress(done, books[-1].end),
-            )
+            stream = _encode_corpus(files, tokenizer, eot, dtype, sink,
+                                    lambda done: report_progress(done, books[-1].end))
         blocks = stream.tokens // context_length
         if blocks < 2:
             raise ValueError(
@@ -118,33 +122,32 @@ def build_dataset(
                 f"{stream.tokens} tokens make {blocks} block(s), and train and validation need "
                 "one each. Use a smaller context_length or add books."
             )
-        is_validation = _choose_validation(blocks, validation_fraction, seed)
-        shards = _write_splits(
-            token_file, tmp, is_validation, context_length, dtype, max_shard_bytes,
+        is_validation = choose_validation(stream.book_ends, blocks, context_length, validation_fraction, seed)
+        arrow_files = _write_splits(token_file, scratch, is_validation, context_length, dtype)
+        _save_with_datasets(
+            arrow_files, folder, context_length, dtype, max_shard_bytes,
             fingerprint=f"{stream.digest}/{context_length}/{validation_fraction!r}/{seed}",
         )
-        token_file.unlink()
+        shutil.rmtree(scratch)
     report_progress(books[-1].end, books[-1].end)
     validation_blocks = int(is_validation.sum())
     return DatasetReport(
-        path=out_dir,
+        path=Path(out_dir),
         context_length=context_length,
         train_blocks=blocks - validation_blocks,
         validation_blocks=validation_blocks,
+        validation_stretches=_count_stretches(is_validation),
         total_tokens=stream.tokens,
         dropped_tokens=stream.tokens - blocks * context_length,
         token_dtype=dtype.name,
         books=len(books),
         corpus_bytes=sum(b.end - b.start for b in books),
         seconds=time.perf_counter() - started,
-        shards=shards,
     )
 
 
 def _check_config(context_length: int, validation_fraction: float) -> None:
-    if isinstance(context_length, bool) or not isinstance(context_length, int):
-        raise ValueError(f"context_length must be a positive integer, got {context_length!r}.")
-    if context_length < 1:
+    if isinstance(context_length, bool) or not isinstance(context_length, int) or context_length < 1:
         raise ValueError(f"context_length must be a positive integer, got {context_length!r}.")
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(
@@ -167,21 +170,21 @@ def _load_fast_tokenizer(tokenizer_dir: Path) -> Tokenizer:
 
 
 def _encode_corpus(
-    corpus_path: Path,
-    index_path: Path,
+    files: CorpusFiles,
     tokenizer: Tokenizer,
     eot: int,
     dtype: np.dtype,
     sink: BinaryIO,
     progress: Callable[[int], None],
 ) -> _Stream:
-    """Pass 1: append every book's ids and an end-of-text to ``sink``; count and hash them.
+    """Pass 1: append every book's ids and an end-of-text to ``sink``; count, hash, note book ends.
 
     One batch is always encoding in Rust (which releases the GIL) while Python reads and cuts
     the next one and writes the previous one, so neither side waits for the other.
     """
     digest = hashlib.blake2b(digest_size=16)
     tokens = 0
+    book_ends: list[int] = []
 
     def drain(pending: tuple[Future, list[bool], int]) -> None:
         nonlocal tokens
@@ -191,6 +194,7 @@ def _encode_corpus(
             flat.extend(encoding.ids)
             if ends_book:
                 flat.append(eot)
+                book_ends.append(tokens + len(flat))
         ids = np.array(flat, dtype=dtype)
         sink.write(ids.data)
         digest.update(ids.data)
@@ -199,130 +203,112 @@ def _encode_corpus(
 
     pending = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
-        for chunks, ends, done in iter_chunk_batches(corpus_path, index_path):
+        for chunks, ends, done in iter_chunk_batches(files):
             future = pool.submit(tokenizer.encode_batch_fast, chunks, add_special_tokens=False)
             if pending is not None:
                 drain(pending)
             pending = (future, ends, done)
         if pending is not None:
             drain(pending)
-    return _Stream(tokens=tokens, digest=digest.hexdigest())
+    return _Stream(tokens=tokens, book_ends=tuple(book_ends), digest=digest.hexdigest())
 
 
-def _choose_validation(blocks: int, fraction: float, seed: int) -> np.ndarray:
-    """Mark ``round(blocks * fraction)`` random blocks for validation, at least one per split."""
-    count = min(blocks - 1, max(1, round(blocks * fraction)))
-    chosen = np.random.default_rng(seed).choice(blocks, size=count, replace=False)
+def choose_validation(
+    book_ends: tuple[int, ...], blocks: int, context_length: int, fraction: float, seed: int
+) -> np.ndarray:
+    """Mark one contiguous stretch of validation blocks inside each book, at a seeded position.
+
+    A book with ``n`` whole blocks gives ``round(n * fraction)`` of them (at least
+    ``MIN_STRETCH_BLOCKS`` once it owes one at all); blocks that straddle two books always
+    train. At least one block ends up in each split, however extreme the fraction.
+    """
+    rng = np.random.default_rng(seed)
     mask = np.zeros(blocks, dtype=bool)
-    mask[chosen] = True
+    start = 0
+    for end in book_ends:
+        first, last = -(-start // context_length), min(end // context_length, blocks)
+        inside = last - first
+        owed = inside * fraction
+        count = min(inside, max(MIN_STRETCH_BLOCKS, round(owed))) if owed >= 1 else 0
+        if count:
+            begin = first + int(rng.integers(0, inside - count + 1))
+            mask[begin : begin + count] = True
+        start = end
+    if not mask.any():
+        mask[-1] = True
+    if mask.all():
+        mask[0] = False
     return mask
 
 
-def _features(context_length: int, dtype: np.dtype) -> dict:
-    """``Features({"input_ids": Sequence(Value(dtype), length=context_length)})`` as JSON.
+def _features(context_length: int, dtype: np.dtype):  # -> datasets.Features, imported late
+    from datasets import Features, List, Value
 
-    "Sequence" reads back as a fixed-length ``List`` in datasets 4-5 and as itself in 3.
-    """
-    return {
-        COLUMN: {
-            "feature": {"dtype": dtype.name, "_type": "Value"},
-            "length": context_length,
-            "_type": "Sequence",
-        }
-    }
-
-
-def _schema(context_length: int, dtype: np.dtype) -> pa.Schema:
-    metadata = {"huggingface": json.dumps({"info": {"features": _features(context_length, dtype)}})}
-    column = pa.list_(pa.from_numpy_dtype(dtype), context_length)
-    return pa.schema([pa.field(COLUMN, column)], metadata=metadata)
-
-
-class _ShardWriter:
-    """Writes one split's rows into ``shards`` contiguous, evenly sized Arrow stream files."""
-
-    def __init__(self, split_dir: Path, rows: int, shards: int, schema: pa.Schema) -> None:
-        self.split_dir, self.schema = split_dir, schema
-        self.rows_per_shard = math.ceil(rows / shards)
-        shards = math.ceil(rows / self.rows_per_shard)  # 9 rows in 4 shards: 3 of 3, not 4
-        self.names = [f"data-{i:05d}-of-{shards:05d}.arrow" for i in range(shards)]
-        self.shard, self.rows_in_shard = -1, self.rows_per_shard
-        self.writer: pa.ipc.RecordBatchStreamWriter | None = None
-        split_dir.mkdir()
-
-    def write(self, blocks: np.ndarray) -> None:
-        while len(blocks):
-            if self.rows_in_shard == self.rows_per_shard:
-                self._next_shard()
-            take = min(len(blocks), self.rows_per_shard - self.rows_in_shard)
-            values = pa.array(blocks[:take].reshape(-1))
-            column = pa.FixedSizeListArray.from_arrays(values, blocks.shape[1])
-            self.writer.write_batch(pa.record_batch([column], schema=self.schema))
-            self.rows_in_shard += take
-            blocks = blocks[take:]
-
-    def _next_shard(self) -> None:
-        self.close()
-        self.shard += 1
-        self.writer = pa.ipc.new_stream(str(self.split_dir / self.names[self.shard]), self.schema)
-        self.rows_in_shard = 0
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+    return Features({COLUMN: List(Value(dtype.name), length=context_length)})
 
 
 def _write_splits(
-    token_file: Path,
-    out_dir: Path,
-    is_validation: np.ndarray,
+    token_file: Path, folder: Path, is_validation: np.ndarray, context_length: int, dtype: np.dtype
+) -> dict[str, Path]:
+    """Pass 2: route each block of the token file to its split's Arrow stream file."""
+    column = pa.list_(pa.from_numpy_dtype(dtype), context_length)
+    schema = pa.schema([pa.field(COLUMN, column)])
+    paths = {split: folder / f"{split}.arrow" for split in SPLITS}
+    writers = {split: pa.ipc.new_stream(str(path), schema) for split, path in paths.items()}
+    try:
+        for first, blocks in _read_blocks(token_file, len(is_validation), context_length, dtype):
+            mask = is_validation[first : first + len(blocks)]
+            for split, rows in (("train", blocks[~mask]), ("validation", blocks[mask])):
+                if len(rows):
+                    values = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), context_length)
+                    writers[split].write_batch(pa.record_batch([values], schema=schema))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return paths
+
+
+def _save_with_datasets(
+    arrow_files: dict[str, Path],
+    folder: Path,
     context_length: int,
     dtype: np.dtype,
     max_shard_bytes: int,
     fingerprint: str,
-) -> int:
-    """Pass 2: route each block of the token file to its split's shards; write the JSON files."""
-    schema = _schema(context_length, dtype)
-    block_bytes = context_length * dtype.itemsize
-    rows = {"train": int((~is_validation).sum()), "validation": int(is_validation.sum())}
-    writers = {
-        split: _ShardWriter(
-            out_dir / split, n, max(1, min(n, math.ceil(n * block_bytes / max_shard_bytes))), schema
-        )
-        for split, n in rows.items()
-    }
-    try:
-        for first, blocks in _read_blocks(token_file, len(is_validation), context_length, dtype):
-            mask = is_validation[first : first + len(blocks)]
-            writers["train"].write(blocks[~mask])
-            writers["validation"].write(blocks[mask])
-    finally:
-        for writer in writers.values():
-            writer.close()
+) -> None:
+    """Save the split files as a ``DatasetDict`` through ``datasets``' public API.
 
-    for split, writer in writers.items():
-        _write_json(out_dir / split / "state.json", {
-            "_data_files": [{"filename": name} for name in writer.names],
-            # From the token stream and the config, not random: reruns stay byte-identical.
-            "_fingerprint": hashlib.blake2b(
-                f"{fingerprint}/{split}".encode(), digest_size=8
-            ).hexdigest(),
-            "_format_columns": None,
-            "_format_kwargs": {},
-            "_format_type": None,
-            "_output_all_columns": False,
-            "_split": split,
-        })
-        _write_json(out_dir / split / "dataset_info.json", {
-            "citation": "",
-            "description": "",
-            "features": _features(context_length, dtype),
-            "homepage": "",
-            "license": "",
-        })
-    _write_json(out_dir / "dataset_dict.json", {"splits": list(SPLITS)})
-    return sum(len(writer.names) for writer in writers.values())
+    The fingerprint comes from the token stream and the config, not from file paths or times,
+    so rebuilding the same dataset writes the same bytes.
+    """
+    from datasets import (
+        Dataset,
+        DatasetDict,
+        DatasetInfo,
+        NamedSplit,
+        disable_progress_bars,
+        enable_progress_bars,
+        is_progress_bar_enabled,
+    )
+    from datasets.table import MemoryMappedTable
+
+    info = DatasetInfo(features=_features(context_length, dtype))
+    splits: dict[str, Dataset] = {}
+    for split, path in arrow_files.items():
+        table = MemoryMappedTable.from_file(str(path))
+        split_fingerprint = hashlib.blake2b(f"{fingerprint}/{split}".encode(), digest_size=8).hexdigest()
+        splits[split] = Dataset(table.cast(info.features.arrow_schema), info=info.copy(),
+                                split=NamedSplit(split), fingerprint=split_fingerprint)
+    shards = {
+        split: max(1, min(len(ds), math.ceil(ds.data.nbytes / max_shard_bytes))) for split, ds in splits.items()
+    }
+    bars = is_progress_bar_enabled()
+    disable_progress_bars()  # a bar per split would interleave with the stage's own progress lines
+    try:
+        DatasetDict(splits).save_to_disk(str(folder), num_shards=shards)
+    finally:
+        if bars:
+            enable_progress_bars()
 
 
 def _read_blocks(
@@ -336,33 +322,75 @@ def _read_blocks(
             yield first, data.reshape(count, context_length)
 
 
-def _write_json(path: Path, content: dict) -> None:
-    path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+def _count_stretches(mask: np.ndarray) -> int:
+    starts = mask[1:] & ~mask[:-1]
+    return int(starts.sum() + mask[0])
+
+
+def load_splits(dataset_dir: Path) -> DatasetDict:
+    """The saved dataset (memory-mapped); each problem that would stop training is named."""
+    from datasets import DatasetDict, load_from_disk
+
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.exists():
+        raise FileNotFoundError(f"Tokenized dataset not found at {dataset_dir}: materialize `tokenized_dataset` first.")
+    splits = load_from_disk(str(dataset_dir.resolve()))
+    if not isinstance(splits, DatasetDict):
+        raise ValueError(f"{dataset_dir} holds a single Dataset; re-materialize `tokenized_dataset`.")
+    for name in SPLITS:
+        if name not in splits or COLUMN not in splits[name].column_names or len(splits[name]) == 0:
+            raise ValueError(
+                f"Split {name!r} of {dataset_dir} is missing, empty or has no `{COLUMN}` column: "
+                "add books or lower `context_length`, and re-materialize `tokenized_dataset`."
+            )
+    return splits
+
+
+def check_dataset(dataset_dir: Path, vocab_size: int) -> DatasetCheck:
+    """Both splits present, every block one length, every id inside the vocabulary; vectorized."""
+    import pyarrow.compute as pc
+
+    splits = load_splits(dataset_dir)
+    problems: list[str] = []
+    lengths: set[int] = set()
+    largest = -1
+    for name in SPLITS:
+        column = splits[name].data.column(COLUMN)
+        row_lengths = pc.list_value_length(column)
+        shortest, longest = pc.min(row_lengths).as_py(), pc.max(row_lengths).as_py()
+        if shortest != longest:
+            problems.append(f"{name}: rows of {shortest} to {longest} tokens")
+        lengths.update((shortest, longest))
+        top = pc.max(pc.list_flatten(column)).as_py()
+        largest = max(largest, top)
+        if top >= vocab_size:
+            problems.append(f"{name}: token id {top} >= the tokenizer's {vocab_size} tokens")
+    if len(lengths) > 1 and not problems:
+        problems.append(f"splits have different block lengths {sorted(lengths)}")
+    return DatasetCheck(
+        problems=tuple(problems),
+        block_lengths=tuple(sorted(lengths)),
+        rows={name: len(splits[name]) for name in SPLITS},
+        largest_id=largest,
+    )
 
 
 def unigram_entropy(dataset_dir: Path, split: str = "train") -> float:
     """Entropy (nats) of a split's token frequencies: the loss of a model that learned only them.
 
     A trained model's eval loss must beat it, or it learned nothing about context. Counts are
-    accumulated batch by batch from the Arrow files, so memory stays flat.
+    accumulated batch by batch, so memory stays flat.
     """
-    split_dir = Path(dataset_dir) / split
-    state_path = split_dir / "state.json"
-    if not state_path.is_file():
-        raise FileNotFoundError(
-            f"No split {split!r} in {dataset_dir} ({state_path} missing): "
-            "materialize the `tokenized_dataset` asset first."
-        )
-    state = json.loads(state_path.read_text(encoding="utf-8"))
+    splits = load_splits(dataset_dir)
+    if split not in splits:
+        raise FileNotFoundError(f"No split {split!r} in {dataset_dir}: re-materialize `tokenized_dataset`.")
     counts = np.zeros(0, dtype=np.int64)
-    for entry in state["_data_files"]:
-        with pa.OSFile(str(split_dir / entry["filename"])) as source:
-            for batch in pa.ipc.open_stream(source):
-                ids = batch.column(COLUMN).flatten().to_numpy()
-                found = np.bincount(ids)
-                if len(found) > len(counts):
-                    counts = np.pad(counts, (0, len(found) - len(counts)))
-                counts[: len(found)] += found
+    for batch in splits[split].with_format("arrow").iter(batch_size=ROWS_PER_BATCH):
+        ids = batch.column(COLUMN).combine_chunks().flatten().to_numpy()
+        found = np.bincount(ids)
+        if len(found) > len(counts):
+            counts = np.pad(counts, (0, len(found) - len(counts)))
+        counts[: len(found)] += found
     total = counts.sum()
     if total == 0:
         raise ValueError(f"Split {split!r} of {dataset_dir} holds no tokens.")

@@ -1,21 +1,12 @@
-"""Byte-level BPE tokenizer (GPT-2 style) trained on the corpus, saved for ``AutoTokenizer``.
+"""Byte-level BPE tokenizer (GPT-2 style) trained on the streamed corpus, saved for ``AutoTokenizer``.
 
-The corpus is streamed book by book through the byte offsets of ``all_books.index.json`` and cut
-into text chunks of a few kilobytes at places where GPT-2's pre-tokenizer could never join the two
-sides, so training and encoding see exactly the words a whole-book pass would see, while memory
-stays flat and the Rust library gets many small, evenly sized pieces to spread over every core
-(BPE is also very slow on multi-megabyte strings).
-
-Only ``tokenizers`` is imported here: ``transformers`` costs a second and ~60 MB per process, so
-the two small JSON files ``AutoTokenizer.from_pretrained`` needs are written directly, and the
-tests load the result through the real ``AutoTokenizer``.
+The corpus arrives in pieces that tokenize exactly like the whole (see ``text.chunking``), so
+training sees the words a whole-book pass would see while memory stays flat and every core works.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from llm_assets.atomic import new_version
+from llm_assets.books.corpus import read_corpus_index, resolve_corpus
+from llm_assets.text.chunking import iter_chunk_batches
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -34,11 +29,6 @@ BYTE_SYMBOLS = 256
 MIN_VOCAB_SIZE = BYTE_SYMBOLS + len(SPECIAL_TOKENS)
 MAX_VOCAB_SIZE = 1_000_000
 TOKENIZER_FILE = "tokenizer.json"
-
-# Pieces of ~2k characters: measured fastest for encode_batch (lines carry per-item overhead,
-# 64k pieces make the pre-tokenizer slow), and ~512 of them per batch keep both cores busy.
-CHUNK_CHARS = 2048
-BATCH_CHARS = 1 << 20
 
 _PARALLELISM_VAR = "TOKENIZERS_PARALLELISM"
 _parallelism_left_by_us: str | None = None
@@ -54,119 +44,14 @@ class TokenizerReport:
 
 
 @dataclass(frozen=True)
-class CorpusBook:
-    """Where one book lies in the corpus file (byte offsets, end exclusive)."""
+class RoundTrip:
+    """Whether a tokenizer gives back exactly the text it encoded, and how densely it encodes."""
 
-    id: int
-    start: int
-    end: int
-
-
-def read_corpus_index(corpus_path: Path, index_path: Path) -> list[CorpusBook]:
-    """Read and check the book offsets up front, so a stale index fails before minutes of work."""
-    corpus_path, index_path = Path(corpus_path), Path(index_path)
-    if not corpus_path.is_file():
-        raise FileNotFoundError(
-            f"Corpus file {corpus_path} not found: materialize the `corpus` asset first."
-        )
-    if not index_path.is_file():
-        raise FileNotFoundError(
-            f"Corpus index {index_path} not found: materialize the `corpus` asset first."
-        )
-    try:
-        raw = json.loads(index_path.read_text(encoding="utf-8"))
-        entries = raw["books"]
-        books = [CorpusBook(int(e["id"]), int(e["start"]), int(e["end"])) for e in entries]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
-            f"Corpus index {index_path} is not of the form "
-            f'{{"books": [{{"id": ..., "start": ..., "end": ...}}, ...]}} ({exc!r}): '
-            "re-materialize the `corpus` asset."
-        ) from exc
-    if not books:
-        raise ValueError(f"Corpus index {index_path} lists no books: add books to the book list.")
-    size = corpus_path.stat().st_size
-    previous_end = 0
-    for book in books:
-        if not previous_end <= book.start <= book.end <= size:
-            raise ValueError(
-                f"Book {book.id} has offsets [{book.start}, {book.end}) in {index_path} that do "
-                f"not fit {corpus_path} ({size} bytes, previous book ends at {previous_end}): "
-                "the index is stale; re-materialize the `corpus` asset."
-            )
-        previous_end = book.end
-    return books
-
-
-def iter_corpus_books(corpus_path: Path, index_path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(book id, text)`` in corpus order, one book in memory at a time."""
-    for book, text in _iter_books(corpus_path, index_path):
-        yield book.id, text
-
-
-def _iter_books(corpus_path: Path, index_path: Path) -> Iterator[tuple[CorpusBook, str]]:
-    books = read_corpus_index(corpus_path, index_path)
-    with open(corpus_path, "rb") as corpus:
-        for book in books:
-            corpus.seek(book.start)
-            data = corpus.read(book.end - book.start)
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ValueError(
-                    f"Book {book.id} in {corpus_path} is not valid UTF-8 at byte "
-                    f"{book.start + exc.start}: re-materialize the `corpus` asset."
-                ) from exc
-            yield book, text
-
-
-def split_text(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
-    """Cut ``text`` into pieces of about ``size`` characters that encode exactly like the whole.
-
-    Each cut falls just before a newline that follows a non-space character. No match of GPT-2's
-    pre-tokenizer regex runs from a non-space into a space (a space only ever prefixes a word),
-    and its one lookahead (``\\s+(?!\\S)``) only looks along a run of spaces, which a cut never
-    splits: so the pieces give the same pre-tokens, hence the same ids, as the unsplit text.
-    """
-    start, n = 0, len(text)
-    while start < n:
-        cut = text.find("\n", start + size)
-        while cut != -1 and text[cut - 1].isspace():
-            cut = text.find("\n", cut + 1)
-        if cut == -1:
-            cut = n
-        yield text[start:cut]
-        start = cut
-
-
-def iter_chunk_batches(
-    corpus_path: Path,
-    index_path: Path,
-    *,
-    batch_chars: int = BATCH_CHARS,
-    chunk_chars: int = CHUNK_CHARS,
-) -> Iterator[tuple[list[str], list[bool], int]]:
-    """Yield ``(chunks, ends_book, corpus bytes done)`` batches of about ``batch_chars``.
-
-    ``ends_book[i]`` marks the last chunk of a book, where ``<|endoftext|>`` goes. The bytes done
-    count whole books only: good enough for a progress bar, and free.
-    """
-    chunks: list[str] = []
-    ends: list[bool] = []
-    chars = 0
-    done = 0
-    for book, text in _iter_books(corpus_path, index_path):
-        pieces = list(split_text(text, chunk_chars)) or [""]
-        for i, piece in enumerate(pieces):
-            chunks.append(piece)
-            ends.append(i == len(pieces) - 1)
-            chars += len(piece)
-            if chars >= batch_chars:
-                yield chunks, ends, done
-                chunks, ends, chars = [], [], 0
-        done = book.end
-    if chunks:
-        yield chunks, ends, done
+    passed: bool
+    vocab_size: int
+    chars: int
+    tokens: int
+    end_of_text: bool  # <|endoftext|> is the eos token, as the dataset and the model expect
 
 
 @contextmanager
@@ -216,16 +101,16 @@ def new_tokenizer() -> Tokenizer:
 
 def train_tokenizer(
     corpus_path: Path,
-    index_path: Path,
     out_dir: Path,
     *,
     vocab_size: int = 50257,
     progress: Callable[[str], None] | None = None,
 ) -> TokenizerReport:
-    """Train the BPE on the streamed corpus and write ``out_dir`` in one rename."""
+    """Train the BPE on the streamed corpus and publish ``out_dir`` as one new version."""
     check_vocab_size(vocab_size)
     started = time.perf_counter()
-    books = read_corpus_index(corpus_path, index_path)
+    files = resolve_corpus(corpus_path)
+    books = read_corpus_index(files)
     corpus_bytes = sum(b.end - b.start for b in books)
     say = progress or (lambda message: None)
     say(f"Training a byte-level BPE of {vocab_size} tokens on {len(books)} books "
@@ -238,19 +123,17 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    batches = (chunks for chunks, _, _ in iter_chunk_batches(corpus_path, index_path))
+    batches = (chunks for chunks, _, _ in iter_chunk_batches(files))
     with tokenizer_threads():
         tokenizer.train_from_iterator(batches, trainer=trainer)
     learned = tokenizer.get_vocab_size(with_added_tokens=True)
 
-    out_dir = Path(out_dir)
-    with staging_dir(out_dir) as tmp:
-        tokenizer.save(str(tmp / TOKENIZER_FILE))
-        write_transformers_config(tmp)
+    with new_version(out_dir) as folder:
+        save_for_transformers(tokenizer, folder)
     seconds = time.perf_counter() - started
     say(f"Learned {learned} tokens in {seconds:.1f} s; saved to {out_dir}.")
     return TokenizerReport(
-        path=out_dir,
+        path=Path(out_dir),
         vocab_size=learned,
         requested_vocab_size=vocab_size,
         corpus_bytes=corpus_bytes,
@@ -258,26 +141,17 @@ def train_tokenizer(
     )
 
 
-def write_transformers_config(directory: Path) -> None:
-    """The two files beside ``tokenizer.json`` that make ``AutoTokenizer`` load it as GPT-2 does.
+def save_for_transformers(tokenizer: Tokenizer, directory: Path) -> None:
+    """Save with the files ``AutoTokenizer`` needs; ``<|endoftext|>`` is bos, eos, unk and pad, as in GPT-2."""
+    from transformers import PreTrainedTokenizerFast
 
-    ``PreTrainedTokenizerFast`` (an alias of ``TokenizersBackend`` in transformers 5) reads
-    ``tokenizer.json`` as is; ``<|endoftext|>`` serves as bos, eos, unk and pad like in GPT-2.
-    """
     special = {name: END_OF_TEXT for name in ("bos_token", "eos_token", "unk_token", "pad_token")}
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        **special,
-        "add_prefix_space": False,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": 1_000_000_000_000_000_019_884_624_838_656,
-    }
-    for name, content in (("tokenizer_config.json", config), ("special_tokens_map.json", special)):
-        (directory / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, clean_up_tokenization_spaces=False, **special)
+    fast.save_pretrained(str(directory))
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
-    """The saved tokenizer as ``transformers`` sees it (what the model and ``generate`` use)."""
+    """The saved tokenizer as ``transformers`` sees it; a missing folder is an error, never a hub lookup."""
     path = Path(path)
     if not (path / TOKENIZER_FILE).is_file():
         raise FileNotFoundError(
@@ -285,29 +159,19 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
         )
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(path.resolve()), local_files_only=True)
 
 
-@contextmanager
-def staging_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield an empty sibling folder; on success it replaces ``out_dir`` by rename.
-
-    Readers (and a crashed run's successor) see the old folder or the new one, never half of
-    one: the only window is between two renames, after which the old copy is deleted.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    for leftover in (tmp, old):  # from a crashed run that had our pid
-        shutil.rmtree(leftover, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+def check_round_trip(tokenizer_dir: Path, corpus_path: Path, chars: int = 20_000) -> RoundTrip:
+    """Encode the corpus's first ``chars`` characters and decode them again: byte-level BPE is lossless."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    with open(resolve_corpus(corpus_path).text, encoding="utf-8") as handle:
+        sample = handle.read(chars)
+    ids = tokenizer(sample)["input_ids"]
+    return RoundTrip(
+        passed=tokenizer.decode(ids) == sample and tokenizer.eos_token == END_OF_TEXT,
+        vocab_size=len(tokenizer),
+        chars=len(sample),
+        tokens=len(ids),
+        end_of_text=tokenizer.eos_token == END_OF_TEXT,
+    )

@@ -1,59 +1,43 @@
-"""Checkpoints on disk: which are complete, which to resume from, and publishing the final model.
+"""Checkpoints on disk: which run folder a run trains in, which checkpoints are whole, where to resume.
 
 A run can die at any instant (kill -9, power loss, an MPS crash), so nothing here trusts a folder
 for existing: a checkpoint counts once the Trainer's last file is readable and every weight and
-optimizer file is non-empty, finished checkpoints are fsynced, and the final model reaches
-``latest`` through one atomic rename, so a reader never sees half a model.
+optimizer file is non-empty. The run folder is named by what decides whether a checkpoint can
+continue (data, tokenizer, model, optimiser, batch, seed), not by the run's length: a run asked
+to train longer continues where the shorter one stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from llm_assets.digests import digest_file, digest_tree
+from llm_assets.locks import exclusive
+from llm_assets.training.plan import TrainPlan
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
-PUBLISHED_DIR = "published"
 TRAINING_LOCK = ".training.lock"
+IDENTITY_VERSION = 2
+_REQUIRED_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt")
 
 
 @contextmanager
 def training_lock(
     checkpoint_dir: Path, on_wait: Callable[[str], None] | None = None, poll_seconds: float = 30.0
 ) -> Iterator[Path]:
-    """Hold ``checkpoint_dir/.training.lock`` while training: one training per checkpoint folder.
-
-    Dagster's pool keeps training runs apart only as well as its instance's storage can: on the
-    default SQLite instance two runs that claim the slot in the same instant can both win, and a
-    notebook or a hand-started torchrun never asks the pool at all. An OS file lock (flock) has
-    neither gap, and the kernel drops it when its holder dies, kill -9 included, so a crash never
-    leaves the folder locked. A second training waits here, saying so every ``poll_seconds``.
-    """
-    checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    path = checkpoint_dir / TRAINING_LOCK
-    lock = FileLock(path)
-    timeout = 0.0
-    while True:
-        try:
-            lock.acquire(timeout=timeout)
-            break
-        except Timeout:
-            if on_wait is not None:
-                on_wait(f"another training run holds {path}; waiting for it to finish")
-            timeout = poll_seconds
-    try:
-        yield path
-    finally:
-        lock.release()
+    """Hold ``checkpoint_dir/.training.lock``: one training at a time writes into a checkpoint folder."""
+    path = Path(checkpoint_dir) / TRAINING_LOCK
+    with exclusive(path, f"checkpoints into {checkpoint_dir}", on_wait, poll_seconds) as held:
+        yield held
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -67,21 +51,15 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint the Trainer finished writing: weights, optimizer and, last, a readable state.
-
-    The Trainer creates ``checkpoint-N/`` first and writes ``trainer_state.json`` last, so a run
-    killed mid-save leaves a folder without it (or with a truncated one).
-    """
+    """A checkpoint the Trainer finished: weights, optimizer and, written last, a readable state."""
     path = Path(path)
-    state_file = path / TRAINER_STATE
     try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
+        state = json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     if state.get("global_step") != checkpoint_step(path):
         return False
-    required = ("model.safetensors", "optimizer.pt", "scheduler.pt")
-    return all((path / name).is_file() and (path / name).stat().st_size > 0 for name in required)
+    return all((path / name).is_file() and (path / name).stat().st_size > 0 for name in _REQUIRED_FILES)
 
 
 def checkpoints_in(run_dir: Path) -> list[Path]:
@@ -108,70 +86,82 @@ def discard_incomplete_checkpoints(run_dir: Path) -> list[Path]:
     return removed
 
 
-def fsync_tree(path: Path) -> None:
-    """Flush a finished checkpoint to disk, so a power cut cannot leave a 'complete' but empty one."""
-    for file in Path(path).rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
-    if hasattr(os, "O_DIRECTORY"):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def run_identity(plan: TrainPlan, dataset_dir: Path, tokenizer_dir: Path) -> dict[str, Any]:
+    """What decides whether a checkpoint can continue: data, tokenizer, model, optimiser, batch, seed.
 
-
-def publish_model(model: Any, tokenizer: Any, checkpoint_dir: Path, keep: int = 2) -> Path:
-    """Write model and tokenizer to ``checkpoint_dir/latest`` so that no reader sees half a model.
-
-    The files go to a fresh ``published/<stamp>/`` folder first; ``latest`` is a symbolic link
-    swapped to it with one atomic rename. The previous version is kept (a reader may still be
-    loading it). Where symlinks are not allowed, ``latest`` is a real folder swapped by renames:
-    a reader may then briefly find no model, but never half of one.
+    Left out on purpose: the run's length and warm-up (a longer run continues a shorter one), the
+    device and precision (a CPU fallback continues an MPS run), the save/eval/log cadence, compile
+    and samples. The batch enters as sequences per optimizer step, so more accumulation after
+    running out of memory still resumes.
     """
-    checkpoint_dir = Path(checkpoint_dir)
-    published = checkpoint_dir / PUBLISHED_DIR
-    published.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 1_000_000:06d}"
-    staging = published / f".tmp-{stamp}"
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    fsync_tree(staging)
-    target = published / stamp
-    os.replace(staging, target)
-    latest = checkpoint_dir / "latest"
-    if latest.exists() and not latest.is_symlink():
-        # A real folder from an earlier layout: move it aside into published/ (kept like a version).
-        os.replace(latest, published / f"{stamp}-previous")
-    link = checkpoint_dir / f".latest-{stamp}"
-    try:
-        os.symlink(Path(PUBLISHED_DIR) / stamp, link, target_is_directory=True)
-        os.replace(link, latest)
-    except OSError:
-        # No symlinks here (e.g. Windows without developer mode): fall back to a folder swap.
-        if link.is_symlink():
-            link.unlink()
-        shutil.copytree(target, link)
-        if latest.is_symlink() or latest.is_file():
-            latest.unlink()
-        elif latest.exists():
-            shutil.rmtree(latest)
-        os.replace(link, latest)
-    _prune_published(published, keep_newest=keep, current=target)
-    return latest
+    preset = plan.preset
+    shape = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset)
+             if f.name not in ("batch_size", "gradient_accumulation_steps", "max_warmup_steps",
+                               "warmup_fraction", "learning_rate", "description")}
+    return {
+        "version": IDENTITY_VERSION,
+        "dataset": digest_tree(dataset_dir, "*.arrow"),
+        "tokenizer": digest_file(Path(tokenizer_dir) / "tokenizer.json"),
+        "model": shape,
+        "learning_rate": plan.learning_rate,
+        "batch_size": plan.batch_size,
+        "world_size": plan.world_size,
+        "seed": plan.config.seed,
+    }
 
 
-def _prune_published(published: Path, keep_newest: int, current: Path) -> None:
-    versions = sorted(
-        (p for p in published.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
+def run_dir_for(runs_dir: Path, plan: TrainPlan, dataset_dir: Path, tokenizer_dir: Path) -> Path:
+    """The run folder for this data and configuration: same identity, same folder."""
+    identity = run_identity(plan, dataset_dir, tokenizer_dir)
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(runs_dir) / f"{plan.preset.name}-{digest}"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Rank 0's decision, sent to every rank: where this run trains and from which checkpoint."""
+
+    run_dir: Path
+    checkpoint: Path | None  # None: from scratch
+    step: int
+    planned_steps: int  # the total the checkpoint's run was planned for; 0 when fresh
+    finished: bool  # the checkpoint already holds the whole run: evaluate and publish it
+    discarded: tuple[str, ...] = ()  # half-written checkpoints removed before deciding
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "run_dir": str(self.run_dir),
+                "checkpoint": str(self.checkpoint) if self.checkpoint else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Resume:
+        checkpoint = data["checkpoint"]
+        return cls(**{**data, "run_dir": Path(data["run_dir"]), "discarded": tuple(data["discarded"]),
+                      "checkpoint": Path(checkpoint) if checkpoint else None})
+
+
+def choose_resume(run_dir: Path, total_steps: int) -> Resume:
+    """Resume from the newest complete checkpoint, unless it is already past ``total_steps``.
+
+    A run asked to stop earlier than one already trained goes to a sibling folder named for its
+    length rather than silently publishing the longer run. Half-written checkpoints of the folder
+    chosen are removed first, so the Trainer's rotation never counts them. Call it on rank 0 only.
+    """
+    discarded = [p.name for p in discard_incomplete_checkpoints(run_dir)]
+    last = find_resume_checkpoint(run_dir)
+    if last is not None and (checkpoint_step(last) or 0) > total_steps:
+        run_dir = run_dir.with_name(f"{run_dir.name}-{total_steps}steps")
+        discarded += [p.name for p in discard_incomplete_checkpoints(run_dir)]
+        last = find_resume_checkpoint(run_dir)
+    if last is None:
+        return Resume(run_dir=run_dir, checkpoint=None, step=0, planned_steps=0, finished=False,
+                      discarded=tuple(discarded))
+    state = json.loads((last / TRAINER_STATE).read_text(encoding="utf-8"))
+    step = int(state["global_step"])
+    return Resume(
+        run_dir=run_dir,
+        checkpoint=last,
+        step=step,
+        planned_steps=int(state.get("max_steps") or 0),
+        finished=step >= total_steps,
+        discarded=tuple(discarded),
     )
-    keep = {current.resolve(), *(p.resolve() for p in versions[:keep_newest])}
-    for path in versions:
-        if path.resolve() not in keep:
-            shutil.rmtree(path, ignore_errors=True)
-    for stale in published.glob(".tmp-*"):
-        if stale.resolve() != current.resolve():
-            shutil.rmtree(stale, ignore_errors=True)

@@ -6,14 +6,13 @@ second rather than after the data is loaded, and the choice is recorded in the m
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import torch
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
+from llm_assets.settings import DEVICE_CHOICES, DEVICE_VAR
+
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-MPS_FALLBACK_VAR = "PYTORCH_ENABLE_MPS_FALLBACK"
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -36,9 +35,9 @@ def resolve_device(requested: str) -> str:
     would otherwise wait hours for a run they thought was on the GPU.
     """
     value = (requested or "auto").strip().lower()
-    if value not in DEVICES:
+    if value not in DEVICE_CHOICES:
         raise ValueError(
-            f"LLM_DEVICE={requested!r} is not a device: use one of {', '.join(DEVICES)}."
+            f"{DEVICE_VAR}={requested!r} is not a device: use one of {', '.join(DEVICE_CHOICES)}."
         )
     if value == "auto":
         if _cuda_available():
@@ -63,12 +62,11 @@ def resolve_device(requested: str) -> str:
 def prepare_device(device: str) -> None:
     """Process-wide settings for the chosen device, applied before the model is built.
 
-    MPS lacks some kernels; the fallback lets those run on the CPU instead of failing. TF32 on
-    CUDA trades mantissa bits nobody misses in training for up to 8x faster fp32 matmuls.
+    TF32 on CUDA trades mantissa bits nobody misses in training for up to 8x faster fp32 matmuls.
+    (MPS's CPU fallback for missing kernels must be switched on before torch is imported: the
+    package does that, see ``llm_assets/__init__.py``.)
     """
-    if device == "mps":
-        os.environ.setdefault(MPS_FALLBACK_VAR, "1")
-    elif device == "cuda":
+    if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.set_float32_matmul_precision("high")
@@ -135,10 +133,14 @@ def choose_precision(device: str, requested: str = "auto") -> str:
     return value
 
 
+@lru_cache(maxsize=None)
 def fused_adamw_supported(device: str) -> bool:
-    """Whether torch has a fused AdamW kernel for ``device`` (one kernel instead of one per tensor)."""
+    """Whether torch has a fused AdamW kernel for ``device`` (one kernel instead of one per tensor).
+
+    Asked by trying: torch refuses ``fused=True`` at construction for a device it has no kernel for.
+    """
     try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-    except ImportError:  # pragma: no cover - very old torch
-        return device == "cuda"
-    return device in _get_fused_kernels_supported_devices()
+        torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+    except (RuntimeError, ValueError):
+        return False
+    return True

@@ -16,8 +16,9 @@ def load_model(model_dir: Path, device: str = "cpu") -> tuple[PreTrainedModel, P
             f"No model in {model_dir}: config.json is missing. Materialize `trained_model` first "
             "(or pass --model DIR pointing at a saved model)."
         )
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    # Our own folders only: a missing one is the error above, never a download from the hub.
+    tokenizer = AutoTokenizer.from_pretrained(model_dir.resolve(), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir.resolve(), local_files_only=True)
     model.to(device)
     model.eval()
     return model, tokenizer

@@ -2,7 +2,8 @@
 
 A preset is a run configuration, not just a shape: the batch, learning rate and warm-up that go
 with a model size travel together, so ``preset: tiny`` is a complete smoke run and
-``preset: gpt2-small`` reproduces the seed's ~124M model without anyone tuning anything.
+``preset: gpt2-small`` reproduces the seed's ~124M model without anyone tuning anything. The
+warm-up is a share of the run, capped, so a short run still reaches its peak and decays.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ class ModelPreset:
     n_head: int
     n_embd: int
     n_positions: int
-    batch_size: int
-    gradient_accumulation_steps: int
+    batch_size: int  # sequences per optimizer step in one process
+    gradient_accumulation_steps: int  # micro-batches that batch is split into
     learning_rate: float
-    warmup_steps: int
+    max_warmup_steps: int  # the warm-up is warmup_fraction of the run, but never longer than this
+    warmup_fraction: float = 0.05
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
     adam_beta1: float = 0.9
@@ -61,10 +63,10 @@ PRESETS: dict[str, ModelPreset] = {
             n_head=12,
             n_embd=768,
             n_positions=1024,
-            batch_size=16,
+            batch_size=32,
             gradient_accumulation_steps=2,
             learning_rate=6e-4,
-            warmup_steps=200,
+            max_warmup_steps=2000,
             description="the seed's GPT-2 small (~124M parameters with a 50257 vocabulary); wants a GPU",
         ),
         ModelPreset(
@@ -73,10 +75,10 @@ PRESETS: dict[str, ModelPreset] = {
             n_head=16,
             n_embd=1024,
             n_positions=1024,
-            batch_size=8,
+            batch_size=32,
             gradient_accumulation_steps=4,
             learning_rate=3e-4,
-            warmup_steps=200,
+            max_warmup_steps=2000,
             description="GPT-2 medium (~355M parameters); a GPU with 24 GB or more",
         ),
         ModelPreset(
@@ -88,7 +90,7 @@ PRESETS: dict[str, ModelPreset] = {
             batch_size=16,
             gradient_accumulation_steps=1,
             learning_rate=1e-3,
-            warmup_steps=50,
+            max_warmup_steps=500,
             description="a mid-size model (~10M parameters plus embeddings) for laptops and the CPU benchmark",
         ),
         ModelPreset(
@@ -100,7 +102,7 @@ PRESETS: dict[str, ModelPreset] = {
             batch_size=16,
             gradient_accumulation_steps=1,
             learning_rate=3e-3,
-            warmup_steps=5,
+            max_warmup_steps=100,
             description="a smoke-test model: a few seconds of training on a CPU",
         ),
     )

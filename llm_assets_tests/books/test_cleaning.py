@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from llm_assets.books.cleaning import (
-    CorpusError,
-    build_corpus,
-    clean_book,
-    clean_text,
-    decode_gutenberg,
-)
-from llm_assets_tests.gutenberg_server import STYLES, make_body, make_book, write_raw_selection
+from llm_assets.books.cleaning import clean_book, clean_text, decode_gutenberg
+from llm_assets_tests.gutenberg_server import STYLES, make_body, make_book
 
 BODY = "CHAPTER I.\n\nIt was a dark night.\n\nThe end came soon.\n\nTHE END"
 
@@ -205,57 +198,6 @@ def test_markers_around_nothing_keep_the_text_whole() -> None:
     text = "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n\n*** END OF THE PROJECT GUTENBERG EBOOK X ***"
     cleaned = clean_text(text)
     assert cleaned.text == text and not cleaned.markers_found
-
-
-# --- build_corpus ------------------------------------------------------------------------------
-
-
-def test_build_corpus_orders_books_and_records_byte_offsets(tmp_path) -> None:
-    books = [
-        make_book(30, "this", language="fr", encoding="latin-1"),
-        make_book(10, "modern", language="is"),
-        make_book(20, "none", language="nl", newline="\n"),
-    ]
-    write_raw_selection(tmp_path / "raw", [(b.book_id, b.raw) for b in books])
-    seen: list[tuple[int, int, int]] = []
-    report = build_corpus(
-        tmp_path / "raw", tmp_path / "all.txt", tmp_path / "all.index.json",
-        progress=lambda n, total, book_id: seen.append((n, total, book_id)),
-    )
-    data = (tmp_path / "all.txt").read_bytes()
-    assert b"\r" not in data and data.endswith(b"\n")
-    assert data.decode("utf-8") == "\n\n".join(b.body for b in books) + "\n"
-    index = json.loads((tmp_path / "all.index.json").read_text())
-    assert [b["id"] for b in index["books"]] == [30, 10, 20]
-    for entry, book in zip(index["books"], books):
-        assert data[entry["start"] : entry["end"]].decode("utf-8") == book.body
-    assert report.unmarked == (20,)
-    assert [bool(b.warnings) for b in report.books] == [False, False, True]
-    assert "kept whole" in report.books[2].warnings[0]
-    assert report.total_bytes == len(data)
-    assert seen == [(1, 3, 30), (2, 3, 10), (3, 3, 20)]
-    assert [b.lines for b in report.books] == [b.body.count("\n") + 1 for b in books]
-
-
-def test_build_corpus_without_selection_names_the_fix(tmp_path) -> None:
-    with pytest.raises(CorpusError, match="books.json.*raw_books"):
-        build_corpus(tmp_path, tmp_path / "c.txt", tmp_path / "i.json")
-
-
-def test_build_corpus_rejects_an_altered_raw_file(tmp_path) -> None:
-    book = make_book(7, "modern")
-    write_raw_selection(tmp_path, [(7, book.raw)])
-    (tmp_path / "7.txt").write_bytes(book.raw + b"tampered")
-    with pytest.raises(CorpusError, match="book 7.*does not match"):
-        build_corpus(tmp_path, tmp_path / "c.txt", tmp_path / "i.json")
-    assert not (tmp_path / "c.txt").exists()  # nothing half-written
-
-
-def test_build_corpus_rejects_a_book_with_no_text(tmp_path) -> None:
-    write_raw_selection(tmp_path, [(8, b"\r\n  \r\n")])
-    with pytest.raises(CorpusError, match="book 8"):
-        build_corpus(tmp_path, tmp_path / "c.txt", tmp_path / "i.json")
-    assert list(tmp_path.glob(".c.txt*")) == []  # the temporary file is cleaned up
 
 
 def test_short_book_under_a_long_small_print_header() -> None:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from llm_assets.books.booklist import book_list_fingerprint
+from llm_assets.books.corpus import read_corpus_index, resolve_corpus
 from llm_assets.instance import DAGSTER_YAML
 from llm_assets.orchestration.automation import FINGERPRINT_TAG, PIPELINE_JOB, RUN_CONFIG_FILE
 from llm_assets_tests.e2e.conftest import DagsterDev
@@ -291,8 +292,8 @@ def test_webui_shows_the_pipeline_and_automation_reruns_it(
         _wait_for_run(server, auto_run_id, AUTOMATIC_RUN_TIMEOUT_S)
         print(f"automatic run {auto_run_id} succeeded {time.monotonic() - started:.0f} s after the edit")
 
-        index = json.loads((data_dir / "all_books.index.json").read_text(encoding="utf-8"))
-        assert [book["id"] for book in index["books"]] == [*FIRST_BOOKS, ADDED_BOOK], index
+        books = [book.id for book in read_corpus_index(resolve_corpus(data_dir / "all_books.txt"))]
+        assert books == [*FIRST_BOOKS, ADDED_BOOK], books
         # Only the new book was downloaded again; the others came from the cache.
         assert {book_id: mirror.count(book_id) for book_id in FIRST_BOOKS} == dict.fromkeys(FIRST_BOOKS, 1)
         assert mirror.count(ADDED_BOOK) == 1

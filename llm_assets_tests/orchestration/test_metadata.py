@@ -2,7 +2,7 @@
 
 import json
 
-from llm_assets.books.cleaning import build_corpus
+from llm_assets.books.corpus import build_corpus
 from llm_assets.orchestration import metadata as md
 from llm_assets_tests.gutenberg_server import make_book, write_raw_selection
 
@@ -12,7 +12,7 @@ def test_corpus_metadata_names_books_kept_whole_and_why(tmp_path) -> None:
     raw = tmp_path / "raw"
     write_raw_selection(raw, [(b.book_id, b.raw) for b in books])
 
-    report = md.corpus_report(build_corpus(raw, tmp_path / "all.txt", tmp_path / "all.json"))
+    report = md.corpus_report(build_corpus(raw, tmp_path / "all.txt"))
     # The report round-trips through JSON: a reused run shows the same metadata as the first.
     meta = md.corpus(json.loads(json.dumps(report, default=str)))
 

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from llm_assets import cli
+from llm_assets.books.corpus import read_corpus_index, resolve_corpus
 from llm_assets.definitions import defs
 from llm_assets.orchestration.assets import trained_model
 from llm_assets.orchestration.automation import PIPELINE_JOB
@@ -144,8 +145,7 @@ def test_removing_a_book_removes_it_from_the_corpus(project):
     result = job.execute_in_process(run_config=TINY, instance=instance,
                                     asset_selection=[dg.AssetKey(a) for a in selection])
     assert result.success
-    index = json.loads((project["data"] / "all_books.index.json").read_text())
-    assert [b["id"] for b in index["books"]] == [11, 33]
+    assert [b.id for b in read_corpus_index(resolve_corpus(project["data"] / "all_books.txt"))] == [11, 33]
     assert _metadata(result, "corpus")["reused_previous_output"] is False
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_assets.books.corpus import INDEX_FILE, CorpusFiles
 from llm_assets.text.tokenizer import train_tokenizer
 
 BOOKS_DIR = Path(__file__).parent / "books"
@@ -22,11 +23,15 @@ class Corpus:
     index: Path
     books: dict[int, str]
 
+    @property
+    def files(self) -> CorpusFiles:
+        return CorpusFiles(text=self.corpus, index=self.index)
 
-def write_corpus(directory: Path, books: dict[int, str], name: str = "all_books") -> Corpus:
+
+def write_corpus(directory: Path, books: dict[int, str]) -> Corpus:
     """Books in order, a blank line between, with the byte-offset index beside them."""
     directory.mkdir(parents=True, exist_ok=True)
-    corpus, index = directory / f"{name}.txt", directory / f"{name}.index.json"
+    corpus, index = directory / "all_books.txt", directory / INDEX_FILE
     entries, data = [], b""
     for book_id, text in books.items():
         if entries:
@@ -51,5 +56,5 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 @pytest.fixture(scope="session")
 def tokenizer_dir(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "tokenizer"
-    train_tokenizer(corpus.corpus, corpus.index, out, vocab_size=SMALL_VOCAB)
+    train_tokenizer(corpus.corpus, out, vocab_size=SMALL_VOCAB)
     return out

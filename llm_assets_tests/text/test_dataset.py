@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import filecmp
-import json
 import math
 from pathlib import Path
 
@@ -10,8 +9,8 @@ import pytest
 from datasets import DatasetDict, Features, List, Value, load_from_disk
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from llm_assets.text.dataset import build_dataset, token_dtype, unigram_entropy
-from llm_assets.text.tokenizer import END_OF_TEXT, write_transformers_config
+from llm_assets.text.dataset import MIN_STRETCH_BLOCKS, build_dataset, check_dataset, token_dtype, unigram_entropy
+from llm_assets.text.tokenizer import END_OF_TEXT, save_for_transformers
 from llm_assets_tests.text.conftest import Corpus, write_corpus
 
 
@@ -36,7 +35,7 @@ def is_subsequence(part: list, whole: list) -> bool:
 def built(corpus: Corpus, tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("built") / "processed_dataset"
     calls: list[tuple[int, int]] = []
-    report = build_dataset(corpus.corpus, corpus.index, tokenizer_dir, out, context_length=32,
+    report = build_dataset(corpus.corpus, tokenizer_dir, out, context_length=32,
                            progress=lambda done, total: calls.append((done, total)))
     return out, report, calls
 
@@ -56,7 +55,8 @@ def test_saves_a_datasetdict_of_fixed_length_uint16_blocks(built) -> None:
         len(loaded["train"]), len(loaded["validation"])
     )
     assert report.token_dtype == "uint16" and report.context_length == 32
-    assert report.path == out and report.shards == 2
+    assert report.path == out and out.is_symlink()
+    assert not list(out.rglob("tokens.bin")) and not list(out.rglob("scratch"))
 
 
 def test_chunks_the_whole_stream_losing_only_the_final_remainder(
@@ -73,7 +73,35 @@ def test_chunks_the_whole_stream_losing_only_the_final_remainder(
     train, validation = rows(out, "train"), rows(out, "validation")
     assert sorted(train + validation) == sorted(blocks)
     assert is_subsequence(train, blocks) and is_subsequence(validation, blocks)  # corpus order
-    assert len(validation) == round(len(blocks) * 0.05)
+    assert abs(len(validation) - len(blocks) * 0.05) <= len(corpus.books)  # rounded per book
+    assert report.validation_stretches == len(corpus.books)
+
+
+def book_of_each_block(corpus: Corpus, tokenizer_dir: Path, context: int) -> list[set[int]]:
+    """For each block of the stream, the ids of the books whose tokens it holds."""
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    owner: list[int] = []
+    for book_id, text in corpus.books.items():
+        owner += [book_id] * (len(tok.encode(text).ids) + 1)
+    return [set(owner[i : i + context]) for i in range(0, len(owner) - context + 1, context)]
+
+
+def test_no_validation_block_sits_between_training_blocks_of_its_book(
+    built, corpus: Corpus, tokenizer_dir: Path
+) -> None:
+    """Validation is held out as contiguous stretches: a block the model is scored on never has
+    text it trained on from the same book right before and right after it."""
+    out, _, _ = built
+    stream = expected_stream(corpus, tokenizer_dir)
+    blocks = [tuple(stream[i : i + 32]) for i in range(0, len(stream) - 31, 32)]
+    validation = set(rows(out, "validation"))
+    is_validation = [block in validation for block in blocks]
+    owners = book_of_each_block(corpus, tokenizer_dir, 32)
+    for i, held_out in enumerate(is_validation):
+        if held_out and 0 < i < len(blocks) - 1 and not is_validation[i - 1] and not is_validation[i + 1]:
+            assert not (owners[i] & owners[i - 1] & owners[i + 1]), f"block {i} sits between its book's training blocks"
+    runs = "".join("v" if v else "t" for v in is_validation).split("t")
+    assert all(len(run) >= MIN_STRETCH_BLOCKS for run in runs if run)
 
 
 def test_progress_ends_at_the_whole_corpus(built, corpus: Corpus) -> None:
@@ -89,13 +117,13 @@ def test_same_inputs_give_byte_identical_folders_and_the_seed_moves_the_split(
 ) -> None:
     out, _, _ = built
     again = tmp_path / "again"
-    build_dataset(corpus.corpus, corpus.index, tokenizer_dir, again, context_length=32)
+    build_dataset(corpus.corpus, tokenizer_dir, again, context_length=32)
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert all(filecmp.cmp(out / f, again / f, shallow=False) for f in files)
 
     other = tmp_path / "other_seed"
-    build_dataset(corpus.corpus, corpus.index, tokenizer_dir, other, context_length=32, seed=7)
+    build_dataset(corpus.corpus, tokenizer_dir, other, context_length=32, seed=7)
     assert rows(other, "validation") != rows(out, "validation")
     assert sorted(rows(other, "train") + rows(other, "validation")) == sorted(
         rows(out, "train") + rows(out, "validation")
@@ -107,11 +135,9 @@ def test_small_shards_still_load_as_one_split(
 ) -> None:
     out, _, _ = built
     sharded = tmp_path / "sharded"
-    report = build_dataset(corpus.corpus, corpus.index, tokenizer_dir, sharded,
-                           context_length=32, max_shard_bytes=20_000)
+    build_dataset(corpus.corpus, tokenizer_dir, sharded, context_length=32, max_shard_bytes=20_000)
     arrow_files = list((sharded / "train").glob("data-*-of-*.arrow"))
     assert len(arrow_files) > 3
-    assert report.shards == len(arrow_files) + len(list((sharded / "validation").glob("*.arrow")))
     assert rows(sharded, "train") == rows(out, "train")
     assert rows(sharded, "validation") == rows(out, "validation")
 
@@ -120,7 +146,7 @@ def test_every_split_gets_a_block_even_with_extreme_fractions(
     corpus: Corpus, tokenizer_dir: Path, tmp_path: Path
 ) -> None:
     for fraction in (1e-9, 0.999999):
-        report = build_dataset(corpus.corpus, corpus.index, tokenizer_dir, tmp_path / "d",
+        report = build_dataset(corpus.corpus, tokenizer_dir, tmp_path / "d",
                                context_length=32, validation_fraction=fraction)
         assert report.train_blocks >= 1 and report.validation_blocks >= 1
 
@@ -128,8 +154,8 @@ def test_every_split_gets_a_block_even_with_extreme_fractions(
 def test_too_short_a_corpus_names_context_length(tokenizer_dir: Path, tmp_path: Path) -> None:
     c = write_corpus(tmp_path, {1: "A short book about nothing."})
     with pytest.raises(ValueError, match="context_length=128 is too long"):
-        build_dataset(c.corpus, c.index, tokenizer_dir, tmp_path / "ds")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["all_books.index.json", "all_books.txt"]
+        build_dataset(c.corpus, tokenizer_dir, tmp_path / "ds")
+    assert not (tmp_path / "ds").exists() and not list((tmp_path / ".ds.versions").iterdir())
 
 
 @pytest.mark.parametrize("bad", [{"context_length": 0}, {"validation_fraction": 1.0},
@@ -137,12 +163,12 @@ def test_too_short_a_corpus_names_context_length(tokenizer_dir: Path, tmp_path: 
 def test_bad_config_is_refused_by_name(corpus: Corpus, tokenizer_dir: Path, tmp_path: Path,
                                        bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
-        build_dataset(corpus.corpus, corpus.index, tokenizer_dir, tmp_path / "ds", **bad)
+        build_dataset(corpus.corpus, tokenizer_dir, tmp_path / "ds", **bad)
 
 
 def test_missing_tokenizer_says_which_asset_to_materialize(corpus: Corpus, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="`tokenizer` asset"):
-        build_dataset(corpus.corpus, corpus.index, tmp_path / "nowhere", tmp_path / "ds")
+        build_dataset(corpus.corpus, tmp_path / "nowhere", tmp_path / "ds")
 
 
 def test_dtype_follows_the_vocabulary() -> None:
@@ -161,10 +187,9 @@ def test_ids_above_uint16_are_stored_as_uint32(corpus: Corpus, tmp_path: Path) -
     tok.decoder = decoders.ByteLevel()
     tok_dir = tmp_path / "big_tokenizer"
     tok_dir.mkdir()
-    tok.save(str(tok_dir / "tokenizer.json"))
-    write_transformers_config(tok_dir)
+    save_for_transformers(tok, tok_dir)
 
-    report = build_dataset(corpus.corpus, corpus.index, tok_dir, tmp_path / "ds", context_length=64)
+    report = build_dataset(corpus.corpus, tok_dir, tmp_path / "ds", context_length=64)
     assert report.token_dtype == "uint32"
     split = load_from_disk(str(tmp_path / "ds"))["train"]
     assert split.features["input_ids"].feature == Value("uint32")
@@ -188,10 +213,10 @@ def test_unigram_entropy_matches_the_token_frequencies(built) -> None:
         unigram_entropy(out, "test")
 
 
-def test_state_files_name_every_shard(built) -> None:
-    out, _, _ = built
-    for split in ("train", "validation"):
-        state = json.loads((out / split / "state.json").read_text())
-        named = {f["filename"] for f in state["_data_files"]}
-        assert named == {p.name for p in (out / split).glob("*.arrow")}
-    assert not list(out.rglob("tokens.bin"))
+def test_check_finds_ids_outside_the_vocabulary_and_ragged_splits(built) -> None:
+    out, report, _ = built
+    check = check_dataset(out, 600)
+    assert check.problems == () and check.block_lengths == (32,)
+    assert check.rows == {"train": report.train_blocks, "validation": report.validation_blocks}
+    smaller = check_dataset(out, 100)
+    assert any("token id" in problem and ">= the tokenizer's 100 tokens" in problem for problem in smaller.problems)

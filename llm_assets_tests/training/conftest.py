@@ -103,7 +103,7 @@ def one_thread_per_process() -> None:
 
 
 def tiny_config(**overrides: object):
-    from llm_assets.training.train import TrainConfig
+    from llm_assets.training.config import TrainConfig
 
     settings: dict[str, object] = {
         "preset": "tiny",
@@ -111,7 +111,7 @@ def tiny_config(**overrides: object):
         "save_steps": 4,
         "logging_steps": 2,
         "batch_size": 8,
-        "sample_prompts": ("The old captain", "Elizabeth"),
+        "sample_prompts": ["The old captain", "Elizabeth"],
         "sample_max_new_tokens": 8,
     }
     settings.update(overrides)

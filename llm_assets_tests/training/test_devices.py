@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,6 @@ from llm_assets.training.devices import (
     DeviceUnavailableError,
     choose_precision,
     cpu_has_native_bf16,
-    prepare_device,
     resolve_device,
 )
 
@@ -43,10 +44,40 @@ def test_a_typo_is_not_a_device():
         resolve_device("gpu")
 
 
-def test_prepare_mps_enables_the_cpu_fallback_for_missing_kernels(monkeypatch):
-    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
-    prepare_device("mps")
-    assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
+# A fresh interpreter that records PYTORCH_ENABLE_MPS_FALLBACK at the moment torch is first
+# imported (PyTorch reads it then and never again), then starts one of the entry points.
+FIRST_IMPORT_SPY = """
+import importlib, importlib.abc, os, sys
+seen = []
+class Spy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK"))
+        return None
+sys.meta_path.insert(0, Spy())
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+if "llm_assets" in sys.modules:
+    sys.modules["llm_assets"].defs  # what Dagster's code location loads
+print(repr(seen))
+"""
+ENTRY_POINTS = {
+    "dagster code location": ["dagster", "llm_assets"],  # dagster dev / dagster asset materialize -m llm_assets
+    "llm-assets command": ["llm_assets.cli", "llm_assets.training.generate"],
+    "torchrun worker": ["llm_assets.training.launch"],
+}
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.parametrize("user_value", [None, "0"])
+def test_mps_fallback_is_set_before_torch_is_first_imported(entry: str, user_value: str | None):
+    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_ENABLE_MPS_FALLBACK"}
+    if user_value is not None:
+        env["PYTORCH_ENABLE_MPS_FALLBACK"] = user_value
+    done = subprocess.run([sys.executable, "-c", FIRST_IMPORT_SPY, *ENTRY_POINTS[entry]],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == repr([user_value or "1"])
 
 
 def test_cpu_auto_precision_is_fp32_by_measurement():

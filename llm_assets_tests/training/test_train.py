@@ -19,17 +19,23 @@ import torch
 from llm_assets_tests.training.conftest import TinyData, build_dataset, tiny_config
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from llm_assets.training.checkpoints import find_resume_checkpoint, is_complete_checkpoint, publish_model
+from llm_assets.training.checkpoints import find_resume_checkpoint, is_complete_checkpoint, run_dir_for
+from llm_assets.training.config import TrainConfig
+from llm_assets.training.failures import TrainingOutOfMemoryError
+from llm_assets.training.launch import torchrun_command
+from llm_assets.training.plan import plan_training
 from llm_assets.training.presets import padded_vocab_size
-from llm_assets.training.train import (
-    TrainConfig,
-    TrainingOutOfMemoryError,
-    TrainResult,
-    run_dir_for,
-    torchrun_command,
-    train_model,
-    validate_config,
-)
+from llm_assets.training.publish import publish_model
+from llm_assets.training.train import TrainResult, train_model
+
+
+def validate_config(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, world_size: int = 1):
+    return plan_training(dataset_dir, tokenizer_dir, config, world_size=world_size)
+
+
+def run_dir(data: TinyData, checkpoint_dir: Path, config: TrainConfig, world_size: int = 1) -> Path:
+    plan = validate_config(data.dataset_dir, data.tokenizer_dir, config, world_size)
+    return run_dir_for(checkpoint_dir / "runs", plan, data.dataset_dir, data.tokenizer_dir)
 
 MPS_MESSAGE = "Placeholder storage has not been allocated on MPS device!"
 
@@ -59,27 +65,33 @@ class RaiseOnceAtStep(TrainerCallback):
 
 
 def test_config_round_trips_through_json():
-    config = tiny_config(learning_rate=3e-4, sample_prompts=("a", "b"))
-    assert TrainConfig.from_json(config.to_json()) == config
+    config = tiny_config(learning_rate=3e-4, sample_prompts=["a", "b"])
+    assert TrainConfig.model_validate_json(config.model_dump_json()) == config
 
 
 def test_unknown_config_key_is_named():
-    with pytest.raises(ValueError, match="'max_step'"):
-        TrainConfig.from_json('{"max_step": 5}')
+    with pytest.raises(ValueError, match="max_step\n.*Extra inputs are not permitted"):
+        TrainConfig.model_validate_json('{"max_step": 5}')
 
 
-def test_unknown_preset_fails_before_training(tiny_data: TinyData):
-    with pytest.raises(ValueError, match="`preset`"):
-        validate_config(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(preset="huge"))
+def test_unknown_preset_fails_before_training():
+    with pytest.raises(ValueError, match="`preset`.*'huge'"):
+        tiny_config(preset="huge")
 
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("max_steps", 0), ("save_steps", 0), ("save_total_limit", 0), ("batch_size", -1), ("logging_steps", 0)],
+    [("max_steps", 0), ("save_steps", 0), ("save_total_limit", 0), ("batch_size", -1), ("logging_steps", 0),
+     ("warmup_steps", -2), ("learning_rate", float("nan")), ("precision", "fp8"), ("report_to", "wandb")],
 )
-def test_bad_values_name_their_key(tiny_data: TinyData, key: str, value: int):
-    with pytest.raises(ValueError, match=f"`{key}`"):
-        validate_config(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(**{key: value}))
+def test_bad_values_name_their_key(key: str, value: object):
+    with pytest.raises(ValueError, match=f"(?m)^{key}$"):
+        tiny_config(**{key: value})
+
+
+def test_batch_must_split_into_equal_micro_batches(tiny_data: TinyData):
+    with pytest.raises(ValueError, match="`batch_size`=8 and `gradient_accumulation_steps`=3"):
+        validate_config(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(gradient_accumulation_steps=3))
 
 
 def test_context_longer_than_the_model_names_context_length(tiny_data: TinyData, tmp_path: Path):
@@ -99,10 +111,10 @@ def test_dataset_from_another_tokenizer_is_refused(tiny_data: TinyData, tmp_path
 
 def test_plan_resolves_the_preset_defaults(tiny_data: TinyData):
     plan = validate_config(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(batch_size=0), world_size=1)
-    assert plan.batch_size == 16 and plan.gradient_accumulation_steps == 1
+    assert plan.batch_size == 16 and plan.gradient_accumulation_steps == 1 and plan.micro_batch_size == 16
     assert plan.context_length == tiny_data.context_length
     assert plan.model_vocab == padded_vocab_size(tiny_data.vocab)
-    assert plan.total_steps == 8
+    assert plan.total_steps == 8 and plan.schedule.warmup_steps == 1  # 5% of 8 steps, at least one
 
 
 # ---- a real run ------------------------------------------------------------------------------
@@ -139,7 +151,7 @@ def test_result_carries_the_spec_metadata(trained):
     assert [step for step, _ in r.eval_history] == [4, 8]
     assert [prompt for prompt, _ in r.samples] == ["The old captain", "Elizabeth"]
     assert r.loss_curve_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert TrainResult.from_json(r.to_json()) == r
+    assert TrainResult.model_validate_json(r.model_dump_json()) == r
 
 
 
@@ -164,6 +176,7 @@ def test_compiled_training_matches_eager_and_publishes_plain_weights(trained, tm
 def test_progress_reports_step_loss_rate_and_eta(trained):
     kinds = [u.kind for u in trained.progress]
     assert kinds[0] == "notice" and "eval" in kinds and kinds[-1] == "notice"
+    assert "holding" not in trained.progress[0].message  # nobody else trains here: no wait reported
     train_updates = [u for u in trained.progress if u.kind == "train"]
     assert [u.step for u in train_updates] == [1, 2, 4, 6, 8]
     last = train_updates[-1]
@@ -183,23 +196,25 @@ def test_checkpoints_are_trainer_checkpoints_in_a_run_folder(trained):
 
 
 def test_run_folder_follows_data_and_training_settings_only(tiny_data: TinyData, tmp_path: Path):
-    runs = tmp_path / "runs"
-    base = run_dir_for(runs, tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(), world_size=1)
+    base = run_dir(tiny_data, tmp_path, tiny_config())
     same = [
-        tiny_config(save_steps=100, logging_steps=7, eval_steps=3, precision="fp32", sample_prompts=()),
-        tiny_config(batch_size=4, gradient_accumulation_steps=2),  # same sequences per step: resumable
+        tiny_config(save_steps=100, logging_steps=7, eval_steps=3, precision="fp32", sample_prompts=[]),
+        tiny_config(gradient_accumulation_steps=2),  # the same batch in two micro-batches: resumable
+        tiny_config(max_steps=9, warmup_steps=3),  # a longer run continues the shorter one
     ]
     for config in same:
-        assert run_dir_for(runs, tiny_data.dataset_dir, tiny_data.tokenizer_dir, config, world_size=1) == base
-    different = [tiny_config(learning_rate=1e-4), tiny_config(max_steps=9), tiny_config(batch_size=4), tiny_config(seed=1)]
+        assert run_dir(tiny_data, tmp_path, config) == base
+    different = [tiny_config(learning_rate=1e-4), tiny_config(batch_size=4), tiny_config(seed=1)]
     for config in different:
-        assert run_dir_for(runs, tiny_data.dataset_dir, tiny_data.tokenizer_dir, config, world_size=1) != base
-    assert run_dir_for(runs, tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(), world_size=2) != base
+        assert run_dir(tiny_data, tmp_path, config) != base
+    assert run_dir(tiny_data, tmp_path, tiny_config(), world_size=2) != base
     other_data = tmp_path / "other"
     shutil.copytree(tiny_data.dataset_dir, other_data)
-    assert run_dir_for(runs, other_data, tiny_data.tokenizer_dir, tiny_config(), world_size=1) == base  # same bytes
+    copy = dataclasses.replace(tiny_data, dataset_dir=other_data)
+    assert run_dir(copy, tmp_path, tiny_config()) == base  # same bytes
+    shutil.rmtree(other_data)
     build_dataset(list(range(64)) * 10, other_data, context=64, validation_rows=2)
-    assert run_dir_for(runs, other_data, tiny_data.tokenizer_dir, tiny_config(), world_size=1) != base
+    assert run_dir(copy, tmp_path, tiny_config()) != base
 
 
 def test_truncated_state_is_not_a_complete_checkpoint(trained, tmp_path: Path):
@@ -219,14 +234,14 @@ def test_truncated_state_is_not_a_complete_checkpoint(trained, tmp_path: Path):
 def test_run_killed_after_its_second_checkpoint_resumes_there(tiny_data: TinyData, tmp_path: Path):
     checkpoint_dir = tmp_path / "checkpoints"
     config = tiny_config(max_steps=60, save_steps=2, save_total_limit=3, logging_steps=10)
-    run_dir = run_dir_for(checkpoint_dir / "runs", tiny_data.dataset_dir, tiny_data.tokenizer_dir, config, world_size=1)
+    folder = run_dir(tiny_data, checkpoint_dir, config)
     command = [
-        sys.executable, "-m", "llm_assets.training.train",
+        sys.executable, "-m", "llm_assets.training.launch",
         "--dataset-dir", str(tiny_data.dataset_dir), "--tokenizer-dir", str(tiny_data.tokenizer_dir),
-        "--checkpoint-dir", str(checkpoint_dir), "--device", "cpu", "--config-json", config.to_json(),
+        "--checkpoint-dir", str(checkpoint_dir), "--device", "cpu", "--config-json", config.model_dump_json(),
     ]  # fmt: skip
     child = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    second = run_dir / "checkpoint-4" / "trainer_state.json"
+    second = folder / "checkpoint-4" / "trainer_state.json"
     deadline = time.monotonic() + 120
     while not second.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -234,7 +249,7 @@ def test_run_killed_after_its_second_checkpoint_resumes_there(tiny_data: TinyDat
     _, stderr = child.communicate(timeout=30)
     assert child.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
     assert not (checkpoint_dir / "latest").exists()
-    resume = find_resume_checkpoint(run_dir)
+    resume = find_resume_checkpoint(folder)
     assert resume is not None
     killed_at = int(resume.name.split("-")[1])
     assert 4 <= killed_at < 60
@@ -242,7 +257,7 @@ def test_run_killed_after_its_second_checkpoint_resumes_there(tiny_data: TinyDat
     # Materialize again, with a sparser save cadence (not part of the run's identity).
     result = train_model(
         tiny_data.dataset_dir, tiny_data.tokenizer_dir, checkpoint_dir,
-        dataclasses.replace(config, save_steps=100, sample_prompts=()),
+        config.model_copy(update={"save_steps": 100, "sample_prompts": []}),
         device="cpu",
     )  # fmt: skip
     assert result.resumed_from_step == killed_at
@@ -253,7 +268,7 @@ def test_run_killed_after_its_second_checkpoint_resumes_there(tiny_data: TinyDat
 
 def test_half_written_checkpoint_is_ignored(tiny_data: TinyData, tmp_path: Path):
     checkpoint_dir = tmp_path / "checkpoints"
-    config = tiny_config(max_steps=6, save_steps=2, sample_prompts=())
+    config = tiny_config(max_steps=6, save_steps=2, sample_prompts=[])
     first = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, checkpoint_dir, config, device="cpu")
     # Make it look as if the run died while writing checkpoint-4, after checkpoint-2 was complete.
     shutil.rmtree(first.run_dir / "checkpoint-6")
@@ -274,7 +289,7 @@ def test_incompatible_configuration_starts_fresh(trained):
         data.dataset_dir,
         data.tokenizer_dir,
         trained.checkpoint_dir,
-        tiny_config(max_steps=2, save_steps=2, learning_rate=5e-4, sample_prompts=()),
+        tiny_config(max_steps=2, save_steps=2, learning_rate=5e-4, sample_prompts=[]),
         device="cpu",
     )
     assert other.resumed_from_step == 0
@@ -294,7 +309,7 @@ def test_mps_runtime_error_continues_on_cpu_from_last_checkpoint(tiny_data: Tiny
         tiny_data.dataset_dir,
         tiny_data.tokenizer_dir,
         tmp_path / "checkpoints",
-        tiny_config(max_steps=6, save_steps=2, sample_prompts=()),
+        tiny_config(max_steps=6, save_steps=2, sample_prompts=[]),
         device="cpu",
         progress=updates.append,
         callbacks=[fault],
@@ -312,7 +327,7 @@ def test_mps_error_is_raised_when_fallback_is_off(tiny_data: TinyData, tmp_path:
             tiny_data.dataset_dir,
             tiny_data.tokenizer_dir,
             tmp_path / "checkpoints",
-            tiny_config(max_steps=4, save_steps=2, fallback_to_cpu=False, sample_prompts=()),
+            tiny_config(max_steps=4, save_steps=2, fallback_to_cpu=False, sample_prompts=[]),
             device="cpu",
             callbacks=[RaiseOnceAtStep(3, RuntimeError(MPS_MESSAGE))],
         )
@@ -320,19 +335,18 @@ def test_mps_error_is_raised_when_fallback_is_off(tiny_data: TinyData, tmp_path:
 
 def test_out_of_memory_is_reported_with_advice_and_checkpoints_kept(tiny_data: TinyData, tmp_path: Path):
     oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    config = tiny_config(max_steps=6, save_steps=2, sample_prompts=())
+    config = tiny_config(max_steps=6, save_steps=2, sample_prompts=[])
     with pytest.raises(TrainingOutOfMemoryError) as caught:
         train_model(
             tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path / "checkpoints", config,
             device="cpu", callbacks=[RaiseOnceAtStep(3, oom)],
         )  # fmt: skip
     message = str(caught.value)
-    assert "`batch_size`: 4" in message and "`gradient_accumulation_steps`: 2" in message
+    assert "`gradient_accumulation_steps`: 2" in message and "micro-batches of 4" in message
     assert "step 2" in message
-    run_dir = run_dir_for(tmp_path / "checkpoints" / "runs", tiny_data.dataset_dir, tiny_data.tokenizer_dir, config)
-    assert is_complete_checkpoint(run_dir / "checkpoint-2")
+    assert is_complete_checkpoint(run_dir(tiny_data, tmp_path / "checkpoints", config) / "checkpoint-2")
     # Following the advice keeps the run's identity, so it resumes from the kept checkpoint.
-    advised = tiny_config(max_steps=6, save_steps=2, sample_prompts=(), batch_size=4, gradient_accumulation_steps=2)
+    advised = tiny_config(max_steps=6, save_steps=2, sample_prompts=[], gradient_accumulation_steps=2)
     resumed = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path / "checkpoints", advised, device="cpu")
     assert resumed.resumed_from_step == 2 and resumed.global_step == 6
 
@@ -351,9 +365,10 @@ def test_publish_swaps_latest_atomically_and_keeps_the_previous(trained, tmp_pat
     assert latest == target / "latest" and latest.is_symlink()
     assert first != second and first.is_dir()  # a reader still holding the old version can finish
     assert (second / "model.safetensors").is_file() and (second / "tokenizer.json").is_file()
-    assert not list((target / "published").glob(".tmp-*")) and not list(target.glob(".latest-*"))
+    versions = target / ".latest.versions"
+    assert not list(versions.glob(".tmp-*")) and not list(target.glob(".latest.link-*"))
     publish_model(model, tokenizer, target)
-    assert len([p for p in (target / "published").iterdir()]) == 2  # older versions pruned
+    assert len(list(versions.iterdir())) == 2 and not first.exists()  # older versions pruned
 
 
 def test_publish_replaces_a_plain_latest_folder(trained, tmp_path: Path):
@@ -379,7 +394,7 @@ def test_torchrun_with_two_cpu_processes_reports_world_size_2(tiny_data: TinyDat
     assert command[:4] == [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = TrainResult.from_json(result_path.read_text())
+    result = TrainResult.model_validate_json(result_path.read_text())
     assert result.world_size == 2
     assert result.batch_size == 4  # per process
     assert result.train_tokens == 4 * 4 * 2 * tiny_data.context_length
@@ -395,4 +410,4 @@ def test_torchrun_multi_node_options_replace_standalone(tiny_data: TinyData, tmp
     )  # fmt: skip
     assert "--standalone" not in command
     assert command[command.index("--nproc_per_node") + 1] == "4"
-    assert TrainConfig.from_json(command[command.index("--config-json") + 1]) == tiny_config()
+    assert TrainConfig.model_validate_json(command[command.index("--config-json") + 1]) == tiny_config()

@@ -1,4 +1,4 @@
-"""The training lock: a second training waits for the first, and a killed holder frees it."""
+"""Stage and training locks: a second writer waits for the first, and a killed holder frees it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+from llm_assets.locks import exclusive
 
 from llm_assets.training.checkpoints import TRAINING_LOCK, training_lock
 
@@ -59,3 +62,20 @@ def test_an_unheld_lock_is_taken_at_once_and_released_after(tmp_path: Path) -> N
     with training_lock(folder, on_wait=said.append):
         pass
     assert said == []
+
+
+def test_a_stage_lock_says_what_is_being_written(tmp_path: Path) -> None:
+    entered: list[str] = []
+    said: list[str] = []
+
+    def second_writer() -> None:
+        with exclusive(tmp_path / "tokenizer.lock", "the tokenizer output", said.append, poll_seconds=0.1):
+            entered.append("second")
+
+    with exclusive(tmp_path / "tokenizer.lock", "the tokenizer output"):
+        waiter = threading.Thread(target=second_writer)
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not entered  # held off while the first writes
+    waiter.join(5)
+    assert entered == ["second"] and "another run is writing the tokenizer output" in said[0]

@@ -1,0 +1,207 @@
+"""The four data assets: raw_books -> corpus -> tokenizer -> tokenized_dataset.
+
+Each is a thin wire: it takes its stage's lock, calls one stage function (reading the previous
+stage's files from the paths in settings), checks the output, and yields metadata, check results
+and a data version (the output's digest) while still holding the lock. Files on disk are the
+interface between assets, so any asset can be re-run alone from the UI, the CLI or a test.
+"""
+
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from llm_assets.books.booklist import book_list_fingerprint, load_book_list
+from llm_assets.books.corpus import build_corpus, check_corpus, corpus_digest, resolve_corpus
+from llm_assets.books.downloads import SELECTION_FILE, download_books, verify_selection
+from llm_assets.digests import digest_file, digest_tree
+from llm_assets.orchestration import checks
+from llm_assets.orchestration import metadata as md
+from llm_assets.orchestration.resources import GutenbergResource, PathsResource
+from llm_assets.orchestration.stage_runs import build_or_reuse, stage_lock
+from llm_assets.stamps import stamp_key
+from llm_assets.text.dataset import build_dataset, check_dataset
+from llm_assets.text.tokenizer import check_round_trip, load_tokenizer, train_tokenizer
+
+GROUP = "llm"
+
+
+class RawBooksConfig(dg.Config):
+    force_refresh: bool = Field(default=False, description="Download every listed book again, even if it is cached.")
+    skip_unavailable: bool = Field(
+        default=False, description="Skip books that cannot be had (listed in metadata) instead of failing the run."
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version="2",
+    kinds={"python"},
+    check_specs=checks.RAW_BOOKS,
+    description=(
+        "Every book on the book list, downloaded from Project Gutenberg (or GUTENBERG_MIRROR) into "
+        "data/raw/<id>.txt, bytes exactly as served. Cached by size and hash: an unchanged list makes "
+        "no request, a new book fetches that book alone."
+    ),
+)
+def raw_books(
+    context: dg.AssetExecutionContext, config: RawBooksConfig, paths: PathsResource, gutenberg: GutenbergResource
+) -> Iterator[dg.MaterializeResult]:
+    p = paths.paths()
+    book_list = load_book_list(p.book_list)
+    if book_list.duplicates:
+        context.log.warning(f"{p.book_list}: books listed more than once, kept once: {list(book_list.duplicates)}")
+
+    def progress(n: int, of: int, book: Any) -> None:
+        context.log.info(f"book {n} of {of}: {book.book_id} {'downloaded' if book.fetched else 'cached'} "
+                         f"({book.size:,} bytes)")
+
+    with stage_lock(context, p, "raw_books"), gutenberg.client() as client:
+        context.log.info(f"raw_books: {len(book_list.ids)} books from {client.mirror} into {p.raw_dir}")
+        report = download_books(book_list.ids, p.raw_dir, client, force_refresh=config.force_refresh,
+                                skip_unavailable=config.skip_unavailable, progress=progress)
+        for book_id, reason in report.skipped:
+            context.log.warning(f"book {book_id} skipped: {reason}")
+        selected, bad = verify_selection(p.raw_dir)
+        yield dg.MaterializeResult(
+            metadata=md.raw_books(report, book_list_fingerprint(p.book_list), p.book_list),
+            data_version=dg.DataVersion(digest_file(p.raw_dir / SELECTION_FILE)),
+            check_results=[checks.raw_books_intact({"books": selected, "bad_books": bad})],
+        )
+
+
+CORPUS_CODE_VERSION = "3"  # 3: text and index published as one version
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[raw_books],
+    code_version=CORPUS_CODE_VERSION,
+    kinds={"python"},
+    check_specs=checks.CORPUS,
+    description=(
+        "The listed books with Gutenberg's header, licence and footer stripped, decoded to UTF-8 "
+        "with LF line endings, concatenated in list order into data/all_books.txt, with an index of "
+        "where each book starts and ends beside it."
+    ),
+)
+def corpus(context: dg.AssetExecutionContext, paths: PathsResource) -> Iterator[dg.MaterializeResult]:
+    p = paths.paths()
+    with stage_lock(context, p, "corpus"):
+        key = stamp_key(books=digest_file(p.raw_dir / SELECTION_FILE), code=CORPUS_CODE_VERSION)
+
+        def build() -> dict[str, Any]:
+            report = build_corpus(p.raw_dir, p.corpus,
+                                  lambda n, of, book_id: context.log.info(f"cleaning book {n} of {of}: {book_id}"))
+            return {**md.corpus_report(report), "check": md.plain(check_corpus(resolve_corpus(p.corpus)))}
+
+        out = build_or_reuse(context, p, "corpus", key, p.corpus, build, lambda: corpus_digest(resolve_corpus(p.corpus)))
+        for book in out.report["books"]:
+            for warning in book["warnings"]:
+                context.log.warning(f"book {book['id']}: {warning}")
+        yield dg.MaterializeResult(
+            metadata=md.with_reuse(md.corpus(out.report), out.reused),
+            data_version=dg.DataVersion(out.digest),
+            check_results=[checks.corpus_clean(out.report["check"])],
+        )
+
+
+TOKENIZER_CODE_VERSION = "2"  # 2: saved by transformers, published as one version
+
+
+class TokenizerConfig(dg.Config):
+    vocab_size: int = Field(default=50257, description="Target vocabulary size of the byte-level BPE (GPT-2: 50257).")
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[corpus],
+    code_version=TOKENIZER_CODE_VERSION,
+    kinds={"huggingface"},
+    check_specs=checks.TOKENIZER,
+    description=(
+        "A byte-level BPE tokenizer (GPT-2 style, <|endoftext|> special token) trained on the corpus, "
+        "saved in data/tokenizer/ so transformers.AutoTokenizer.from_pretrained loads it."
+    ),
+)
+def tokenizer(
+    context: dg.AssetExecutionContext, config: TokenizerConfig, paths: PathsResource
+) -> Iterator[dg.MaterializeResult]:
+    p = paths.paths()
+    with stage_lock(context, p, "tokenizer"):
+        text = resolve_corpus(p.corpus)  # this corpus version, whatever another run publishes meanwhile
+        key = stamp_key(corpus=corpus_digest(text), vocab_size=config.vocab_size, code=TOKENIZER_CODE_VERSION)
+
+        def build() -> dict[str, Any]:
+            result = train_tokenizer(text.text, p.tokenizer_dir, vocab_size=config.vocab_size, progress=context.log.info)
+            return {**md.plain(result), "check": md.plain(check_round_trip(p.tokenizer_dir, text.text))}
+
+        out = build_or_reuse(context, p, "tokenizer", key, p.tokenizer_dir, build, lambda: digest_tree(p.tokenizer_dir))
+        yield dg.MaterializeResult(
+            metadata=md.with_reuse(md.tokenizer(out.report), out.reused),
+            data_version=dg.DataVersion(out.digest),
+            check_results=[checks.tokenizer_round_trips(out.report["check"])],
+        )
+
+
+DATASET_CODE_VERSION = "2"  # 2: validation held out as contiguous stretches; saved by datasets
+
+
+class TokenizedDatasetConfig(dg.Config):
+    context_length: int = Field(default=128, description="Tokens per training block (every row has exactly this many).")
+    validation_fraction: float = Field(
+        default=0.05, description="Share of each book held out for validation, as one contiguous stretch."
+    )
+    seed: int = Field(default=1234, description="Seed of where in each book the validation stretch lies.")
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[tokenizer],
+    code_version=DATASET_CODE_VERSION,
+    kinds={"huggingface"},
+    check_specs=checks.DATASET,
+    description=(
+        "The corpus tokenized with <|endoftext|> between books, cut into blocks of exactly "
+        "context_length tokens (only the final remainder dropped), with a contiguous validation "
+        "stretch held out of each book, saved with datasets.save_to_disk to data/processed_dataset/."
+    ),
+)
+def tokenized_dataset(
+    context: dg.AssetExecutionContext, config: TokenizedDatasetConfig, paths: PathsResource
+) -> Iterator[dg.MaterializeResult]:
+    p = paths.paths()
+    with stage_lock(context, p, "tokenized_dataset"):
+        text, tokenizer_dir = resolve_corpus(p.corpus), p.tokenizer_dir.resolve()
+        key = stamp_key(corpus=corpus_digest(text), tokenizer=digest_tree(tokenizer_dir),
+                        config=config.model_dump(), code=DATASET_CODE_VERSION)
+        last_log = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last_log[0] >= 2.0 or done >= total:
+                last_log[0] = now
+                context.log.info(f"tokenized {done:,} of {total:,} bytes ({100 * done / max(total, 1):.0f}%)")
+
+        def build() -> dict[str, Any]:
+            result = build_dataset(text.text, tokenizer_dir, p.dataset_dir, context_length=config.context_length,
+                                   validation_fraction=config.validation_fraction, seed=config.seed,
+                                   progress=progress)
+            vocab = len(load_tokenizer(tokenizer_dir))
+            return {**md.plain(result), "tokenizer_vocab": vocab,
+                    "check": dataclasses.asdict(check_dataset(p.dataset_dir, vocab))}
+
+        out = build_or_reuse(context, p, "tokenized_dataset", key, p.dataset_dir, build,
+                             lambda: digest_tree(p.dataset_dir, "*.arrow"))
+        yield dg.MaterializeResult(
+            metadata=md.with_reuse(md.tokenized_dataset(out.report), out.reused),
+            data_version=dg.DataVersion(out.digest),
+            check_results=[checks.dataset_blocks_valid(out.report["check"])],
+        )
+
+
+data_assets = [raw_books, corpus, tokenizer, tokenized_dataset]

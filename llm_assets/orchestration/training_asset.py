@@ -1,0 +1,116 @@
+"""The trained_model asset: GPT-2 trained on the tokenized dataset, in this step or under torchrun."""
+
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from llm_assets.orchestration import checks
+from llm_assets.orchestration import metadata as md
+from llm_assets.orchestration.data_assets import GROUP, tokenized_dataset
+from llm_assets.orchestration.resources import DeviceResource, PathsResource
+from llm_assets.settings import Paths
+from llm_assets.text.dataset import unigram_entropy
+from llm_assets.training.checkpoints import training_lock
+from llm_assets.training.config import TrainConfig
+from llm_assets.training.generate import generate_text, load_model
+from llm_assets.training.launch import torchrun_command
+from llm_assets.training.plan import plan_training
+from llm_assets.training.train import TrainResult, train_model
+
+TRAINING_POOL = "llm_training"
+
+
+class TrainedModelConfig(dg.Config, TrainConfig):
+    """The training configuration (see ``training/config.py``) plus how this asset runs it."""
+
+    nproc_per_node: int = Field(
+        default=1, ge=1, description="Processes per node; more than 1 trains data-parallel with torchrun."
+    )
+    training_lock: bool = Field(
+        default=True,
+        description="Hold checkpoints/.training.lock while training, so one training at a time writes "
+        "checkpoints. Turn off only where Dagster's pool alone keeps trainings apart (a PostgreSQL instance).",
+    )
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.model_validate(self.model_dump(exclude={"nproc_per_node", "training_lock"}))
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[tokenized_dataset],
+    code_version="2",
+    kinds={"pytorch"},
+    pool=TRAINING_POOL,
+    check_specs=checks.TRAINED_MODEL,
+    description=(
+        "GPT-2 trained from scratch with the Hugging Face Trainer on the tokenized dataset. "
+        "Checkpoints go under checkpoints/runs/<dataset+config fingerprint>/ and a re-run resumes "
+        "from the latest complete one; the final model and tokenizer are published to "
+        "checkpoints/latest/ (safetensors)."
+    ),
+)
+def trained_model(
+    context: dg.AssetExecutionContext,
+    config: TrainedModelConfig,
+    paths: PathsResource,
+    device: DeviceResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> Iterator[dg.MaterializeResult]:
+    p = paths.paths()
+    where = device.resolve()  # fails fast, naming the device, before any work
+    train_config = config.train_config()
+    processes = config.nproc_per_node
+    context.log.info(f"training preset {train_config.preset} on {where} "
+                     f"({processes} process{'es' if processes > 1 else ''})")
+    lock = training_lock(p.checkpoint_dir, on_wait=context.log.warning) if config.training_lock else nullcontext()
+    with lock as held:
+        context.log.info(f"holding the training lock {held}" if held else
+                         "training without the training lock (training_lock: false)")
+        if processes == 1:
+            result = train_model(p.dataset_dir, p.tokenizer_dir, p.checkpoint_dir, train_config, device=where,
+                                 progress=lambda update: context.log.info(update.message), lock=False)
+        else:
+            result = _train_with_torchrun(context, p, train_config, where, processes, pipes_subprocess_client)
+        for prompt, text in result.samples:
+            context.log.info(f"sample: {prompt!r} -> {text!r}")
+        model, tokenizer = load_model(result.model_dir, device="cpu")
+        yield dg.MaterializeResult(
+            metadata=md.trained_model(result),
+            check_results=[
+                checks.model_learned(result.eval_loss, unigram_entropy(p.dataset_dir)),
+                checks.model_reloads_and_generates(
+                    generate_text(model, tokenizer, "The", max_new_tokens=20, seed=0),
+                    sorted(f.name for f in result.model_dir.glob("*.safetensors")),
+                ),
+            ],
+        )
+        context.log.info("releasing the training lock" if held else "training done")
+
+
+def _train_with_torchrun(
+    context: dg.AssetExecutionContext,
+    p: Paths,
+    train_config: TrainConfig,
+    device: str,
+    nproc_per_node: int,
+    pipes_client: dg.PipesSubprocessClient,
+) -> TrainResult:
+    """Launch data-parallel training under torchrun; rank 0 streams its progress through Pipes.
+
+    The plan is made here first, so a bad key fails in seconds with its name rather than in every
+    worker after torchrun has started them.
+    """
+    plan_training(p.dataset_dir, p.tokenizer_dir, train_config, world_size=nproc_per_node)
+    with tempfile.TemporaryDirectory(prefix="llm-assets-train-") as tmp:
+        result_path = Path(tmp) / "result.json"
+        command = torchrun_command(nproc_per_node, p.dataset_dir, p.tokenizer_dir, p.checkpoint_dir,
+                                   train_config, device, result_path, lock=False)
+        context.log.info("launching: " + " ".join(command[:8]) + " ...")
+        pipes_client.run(command=command, context=context)
+        return TrainResult.model_validate_json(result_path.read_text(encoding="utf-8"))

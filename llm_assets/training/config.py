@@ -1,0 +1,136 @@
+"""Everything a user may set for a training run, with its validation, defined once.
+
+The Dagster asset's run configuration derives from this model (so the launchpad shows these
+descriptions), torchrun workers receive it as JSON, and a notebook builds it by keyword. A wrong
+value fails here, naming its key, before any data is read.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llm_assets.training.devices import PRECISIONS
+from llm_assets.training.presets import get_preset
+
+DEFAULT_PROMPTS = ["The fog lifted and", "It was a dark and stormy night;", "She opened the letter and read"]
+REPORT_TARGETS = ("none", "tensorboard")
+
+
+class TrainConfig(BaseModel):
+    """A training run's settings. Zeros and -1 mean "the preset's value" where the description says so."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: str = Field(
+        default="gpt2-small",
+        description="Model size and the optimiser settings that suit it: tiny (a CPU smoke run in "
+        "seconds), mini, gpt2-small (the default, ~124M parameters) or gpt2-medium.",
+    )
+    max_steps: int = Field(default=-1, description="Optimizer steps to train; -1 trains by epochs.")
+    num_train_epochs: float = Field(default=1.0, description="Passes over the training blocks when max_steps is -1.")
+    batch_size: int = Field(
+        default=0,
+        description="Sequences per optimizer step in one process (the batch_size metadata); 0: the preset's.",
+    )
+    gradient_accumulation_steps: int = Field(
+        default=0,
+        description="Micro-batches each step's batch_size is split into: less memory, same training; "
+        "0: the preset's.",
+    )
+    learning_rate: float = Field(default=0.0, description="Peak learning rate; 0: the preset's.")
+    warmup_steps: int = Field(
+        default=-1,
+        description="Linear warm-up steps before the cosine decay to a tenth of the peak; -1: the "
+        "preset's share of the run (a fraction of it, capped).",
+    )
+    save_steps: int = Field(default=500, description="Checkpoint interval in optimizer steps.")
+    save_total_limit: int = Field(default=3, description="Checkpoints kept per run folder.")
+    eval_steps: int = Field(default=0, description="Evaluation interval in steps; 0 evaluates at each checkpoint.")
+    logging_steps: int = Field(default=10, description="Progress line interval in steps.")
+    precision: str = Field(
+        default="auto", description="auto (bf16 where the device has it natively, else fp32), bf16, fp16 or fp32."
+    )
+    compile: bool = Field(default=False, description="Train under torch.compile.")
+    fallback_to_cpu: bool = Field(
+        default=True, description="After an MPS runtime error, continue on the CPU from the last checkpoint."
+    )
+    seed: int = Field(default=42, description="Seed for initialisation and data order.")
+    dataloader_workers: int = Field(
+        default=0, description="DataLoader worker processes; 0 loads batches in the training process."
+    )
+    report_to: str = Field(
+        default="none",
+        description="none, or tensorboard: the Trainer's event files go to <run folder>/tensorboard "
+        "(needs the tensorboard extra).",
+    )
+    sample_prompts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROMPTS), description="Prompts sampled after training."
+    )
+    sample_max_new_tokens: int = Field(default=40, description="Tokens generated per sample.")
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        get_preset(value)
+        return value
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value != -1 and value <= 0:
+            raise ValueError("use -1 (train by epochs) or a positive step count")
+        return value
+
+    @field_validator("save_steps", "save_total_limit", "logging_steps", "sample_max_new_tokens")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be positive (save_total_limit: keep at least 1 checkpoint, or a killed run cannot resume)")
+        return value
+
+    @field_validator("batch_size", "gradient_accumulation_steps", "eval_steps", "dataloader_workers")
+    @classmethod
+    def _zero_or_positive(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("use 0 (the default described) or a positive number")
+        return value
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warmup(cls, value: int) -> int:
+        if value < -1:
+            raise ValueError("use -1 (the preset's share of the run), 0 (none) or a step count")
+        return value
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        if value < 0 or not math.isfinite(value):
+            raise ValueError("use 0 (the preset's) or a positive rate")
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        if value not in PRECISIONS:
+            raise ValueError(f"use one of {', '.join(PRECISIONS)}")
+        return value
+
+    @field_validator("report_to")
+    @classmethod
+    def _report_to(cls, value: str) -> str:
+        if value not in REPORT_TARGETS:
+            raise ValueError(f"use one of {', '.join(REPORT_TARGETS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _epochs_when_needed(self) -> TrainConfig:
+        if self.max_steps == -1 and not self.num_train_epochs > 0:
+            raise ValueError("num_train_epochs must be positive when max_steps is -1")
+        return self
+
+    @property
+    def effective_eval_steps(self) -> int:
+        return self.eval_steps or self.save_steps

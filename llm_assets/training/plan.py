@@ -1,0 +1,101 @@
+"""The plan: a training configuration resolved against its preset, the dataset and the tokenizer.
+
+Made in seconds and before any model is built, so the asset can make it before launching torchrun
+and a wrong key, a dataset from another tokenizer or a context too long for the model costs the
+user nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_assets.text.dataset import check_dataset
+from llm_assets.text.tokenizer import load_tokenizer
+from llm_assets.training.config import TrainConfig
+from llm_assets.training.presets import ModelPreset, get_preset, padded_vocab_size
+from llm_assets.training.schedule import Schedule, warmup_for
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What will run: every "the preset's value" replaced by the value itself."""
+
+    config: TrainConfig
+    preset: ModelPreset
+    batch_size: int  # sequences per optimizer step in one process
+    gradient_accumulation_steps: int
+    learning_rate: float
+    context_length: int
+    tokenizer_vocab: int
+    train_rows: int
+    validation_rows: int
+    world_size: int
+    schedule: Schedule
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.batch_size // self.gradient_accumulation_steps
+
+    @property
+    def total_steps(self) -> int:
+        return self.schedule.total_steps
+
+    @property
+    def model_vocab(self) -> int:
+        return padded_vocab_size(self.tokenizer_vocab)
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens per optimizer step over all processes."""
+        return self.batch_size * self.world_size * self.context_length
+
+
+def plan_training(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, *, world_size: int = 1) -> TrainPlan:
+    """Check the configuration against the preset, the dataset and the tokenizer, and resolve it."""
+    preset = get_preset(config.preset)
+    vocab = len(load_tokenizer(tokenizer_dir))
+    check = check_dataset(dataset_dir, vocab)
+    if check.largest_id >= vocab:
+        raise ValueError(
+            f"Config key `vocab_size`: the dataset in {dataset_dir} holds token id {check.largest_id} but "
+            f"the tokenizer at {tokenizer_dir} has only {vocab} tokens: the dataset was built with another "
+            "tokenizer. Re-materialize `tokenized_dataset` after `tokenizer`."
+        )
+    if check.problems:
+        raise ValueError(f"Dataset {dataset_dir}: {'; '.join(check.problems)}. Re-materialize `tokenized_dataset`.")
+    (context_length,) = check.block_lengths
+    if context_length > preset.n_positions:
+        raise ValueError(
+            f"Config key `context_length`={context_length} (tokenized_dataset) is longer than the "
+            f"{preset.name!r} preset's {preset.n_positions} positions: use context_length <= "
+            f"{preset.n_positions} or a larger `preset`."
+        )
+    batch = config.batch_size or preset.batch_size
+    accumulation = config.gradient_accumulation_steps or preset.gradient_accumulation_steps
+    if batch % accumulation:
+        raise ValueError(
+            f"Config keys `batch_size`={batch} and `gradient_accumulation_steps`={accumulation}: the batch "
+            "is split into that many equal micro-batches, so batch_size must be a multiple of it."
+        )
+    train_rows = check.rows["train"]
+    if config.max_steps > 0:
+        total = config.max_steps
+    else:
+        steps_per_epoch = max(1, math.ceil(train_rows / world_size) // batch)
+        total = max(1, math.ceil(config.num_train_epochs * steps_per_epoch))
+    warmup = warmup_for(total, preset.warmup_fraction, preset.max_warmup_steps, config.warmup_steps)
+    return TrainPlan(
+        config=config,
+        preset=preset,
+        batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=config.learning_rate or preset.learning_rate,
+        context_length=context_length,
+        tokenizer_vocab=vocab,
+        train_rows=train_rows,
+        validation_rows=check.rows["validation"],
+        world_size=world_size,
+        schedule=Schedule(warmup_steps=warmup, total_steps=total),
+    )

@@ -1,0 +1,122 @@
+"""What a training run tells its caller while it runs: a line every few steps, timed honestly.
+
+The clock counts training steps only: evaluation and checkpointing happen between steps and
+restart it, so tokens/s is the speed of training itself. Nothing here touches a tensor: the loss
+arrives in ``on_log``, which the Trainer synchronises anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from transformers import TrainerCallback
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One report: every ``logging_steps`` ("train"), at evaluations ("eval"), and notices ("notice")."""
+
+    kind: str
+    step: int
+    max_steps: int
+    message: str
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+ProgressFn = Callable[[TrainProgress], None]
+
+
+def notice(step: int, max_steps: int, message: str) -> TrainProgress:
+    return TrainProgress(kind="notice", step=step, max_steps=max_steps, message=message)
+
+
+def perplexity(loss: float) -> float:
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class ProgressCallback(TrainerCallback):
+    """Times training steps and turns the Trainer's logs into :class:`TrainProgress` reports."""
+
+    def __init__(self, tokens_per_step: int, flops_per_token: float, report: ProgressFn | None) -> None:
+        self.tokens_per_step = tokens_per_step
+        self.flops_per_token = flops_per_token
+        self.report = report
+        self.train_seconds = 0.0
+        self._mark = time.perf_counter()
+        self._window_seconds = 0.0
+        self._window_steps = 0
+
+    def _restart(self) -> None:
+        self._mark = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self._restart()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        now = time.perf_counter()
+        self.train_seconds += now - self._mark
+        self._window_seconds += now - self._mark
+        self._window_steps += 1
+        self._mark = now
+        if state.global_step >= state.max_steps:
+            control.should_log = True  # always log the last step: the final training loss
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
+        if self.report is not None and metrics and "eval_loss" in metrics:
+            loss = float(metrics["eval_loss"])
+            self.report(TrainProgress(
+                kind="eval",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                loss=loss,
+                message=f"eval step {state.global_step}/{state.max_steps} | val loss {loss:.4f} | "
+                f"perplexity {perplexity(loss):.2f}",
+            ))
+        self._restart()
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+        self._restart()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if not logs or "loss" not in logs:
+            return
+        seconds, steps = self._window_seconds, self._window_steps
+        self._window_seconds, self._window_steps = 0.0, 0
+        if self.report is None:
+            return
+        rate = self.tokens_per_step * steps / seconds if seconds > 0 and steps else None
+        eta = max(0, state.max_steps - state.global_step) * seconds / steps if steps and seconds > 0 else None
+        loss, lr = float(logs["loss"]), float(logs.get("learning_rate", 0.0))
+        parts = [f"step {state.global_step}/{state.max_steps}", f"epoch {float(state.epoch or 0):.2f}",
+                 f"loss {loss:.4f}", f"lr {lr:.2e}"]
+        if rate is not None:
+            parts += [f"{rate:,.0f} tok/s", f"{rate * self.flops_per_token / 1e12:.3f} TFLOP/s"]
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
+        self.report(TrainProgress(
+            kind="train",
+            step=state.global_step,
+            max_steps=state.max_steps,
+            loss=loss,
+            learning_rate=lr,
+            tokens_per_second=rate,
+            eta_seconds=eta,
+            message=" | ".join(parts),
+        ))

@@ -1,0 +1,23 @@
+"""Publishing the trained model: ``checkpoints/latest`` changes in one step, never half a model.
+
+The model and tokenizer are saved into a new version folder and ``latest`` is swapped to it (see
+``llm_assets.atomic``); the previous version stays for a reader that is still loading it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llm_assets.atomic import new_version
+
+LATEST = "latest"
+
+
+def publish_model(model: Any, tokenizer: Any, checkpoint_dir: Path) -> Path:
+    """Save ``model`` (safetensors) and ``tokenizer`` as ``checkpoint_dir/latest``; return that path."""
+    latest = Path(checkpoint_dir) / LATEST
+    with new_version(latest) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return latest
