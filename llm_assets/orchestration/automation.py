@@ -1,27 +1,30 @@
 """Re-run the pipeline when the book list changes: a sensor (every 30 s) and an hourly schedule.
 
-Both compare the book list's fingerprint (its normalized ids, so editing a comment is no change)
-with the fingerprint recorded on the latest `raw_books` materialization. A change launches the
-`llm_pipeline` job with the run configuration the user chose in `<data dir>/run_config.yaml`, so an
-automatic run trains the same preset, vocabulary and steps as the user's own runs. Unchanged stages
-inside that run reuse their outputs (see llm_assets.stamps), so only what the change touches is
-recomputed. Before the pipeline has ever been materialized, nothing is launched: the first run is
-the user's to start.
+Each edit that changes the list's ids is one change, numbered in ``data/.automation.json``; the
+first of the sensor and the schedule to see a change that the last ``raw_books`` materialization
+does not reflect claims it and launches one run, with ``data/run_config.yaml``. A failed run is not
+retried: the next change launches again.
 """
 
 
+import json
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import yaml
 
+from llm_assets.atomic import atomic_write_json
 from llm_assets.books.booklist import BookListError, book_list_fingerprint
+from llm_assets.locks import exclusive
 from llm_assets.orchestration.resources import PathsResource
+from llm_assets.settings import Paths
 
 PIPELINE_JOB = "llm_pipeline"
 FINGERPRINT_TAG = "llm_assets/book_list_fingerprint"
+CHANGE_TAG = "llm_assets/book_list_change"
 RUN_CONFIG_FILE = "run_config.yaml"
+STATE_FILE = ".automation.json"
 
 llm_pipeline = dg.define_asset_job(
     PIPELINE_JOB,
@@ -51,15 +54,22 @@ def _recorded_fingerprint(instance: dg.DagsterInstance) -> str | None:
     return None if value is None else str(value.value)
 
 
-def _already_launched(instance: dg.DagsterInstance, fingerprint: str) -> bool:
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={FINGERPRINT_TAG: fingerprint}), limit=1)
-    return bool(runs)
+def _observe(p: Paths, fingerprint: str) -> dict[str, Any]:
+    """The change log: the fingerprint last seen, how many changes so far, which one was claimed."""
+    path = p.data_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = {}
+    if state.get("fingerprint") != fingerprint:
+        state = {"fingerprint": fingerprint, "change": int(state.get("change", 0)) + 1, "claimed_by": None}
+    return state
 
 
 def rerun_if_book_list_changed(
-    instance: dg.DagsterInstance, paths: PathsResource
+    instance: dg.DagsterInstance, paths: PathsResource, instigator: str
 ) -> dg.RunRequest | dg.SkipReason:
-    """The one decision both the sensor and the schedule make."""
+    """The one decision the sensor and the schedule share, made under a lock so only one claims a change."""
     p = paths.paths()
     try:
         fingerprint = book_list_fingerprint(p.book_list)
@@ -68,15 +78,25 @@ def rerun_if_book_list_changed(
     recorded = _recorded_fingerprint(instance)
     if recorded is None:
         return dg.SkipReason("the pipeline has not been materialized yet: start the first run yourself")
-    if recorded == fingerprint:
-        return dg.SkipReason(f"book list unchanged ({fingerprint[:12]})")
-    if _already_launched(instance, fingerprint):
-        return dg.SkipReason(f"a run for this book list ({fingerprint[:12]}) was already launched")
-    return dg.RunRequest(
-        run_key=fingerprint,
-        run_config=load_run_config(p.data_dir / RUN_CONFIG_FILE),
-        tags={FINGERPRINT_TAG: fingerprint},
-    )
+    with exclusive(p.lock("automation"), "the book-list change log"):
+        state = _observe(p, fingerprint)
+        change, claimed_by = state["change"], state["claimed_by"]
+        if recorded == fingerprint:
+            reply: dg.RunRequest | dg.SkipReason = dg.SkipReason(f"book list unchanged ({fingerprint[:12]})")
+        elif claimed_by is not None:
+            reply = dg.SkipReason(
+                f"change {change} of the book list ({fingerprint[:12]}) was already launched by the {claimed_by}; "
+                "if that run failed, fix the cause and materialize yourself, or edit the list again"
+            )
+        else:
+            state["claimed_by"] = instigator
+            reply = dg.RunRequest(
+                run_key=f"change-{change}-{fingerprint[:16]}",
+                run_config=load_run_config(p.data_dir / RUN_CONFIG_FILE),
+                tags={FINGERPRINT_TAG: fingerprint, CHANGE_TAG: str(change)},
+            )
+        atomic_write_json(p.data_dir / STATE_FILE, state)
+    return reply
 
 
 @dg.sensor(
@@ -86,7 +106,7 @@ def rerun_if_book_list_changed(
     description="Re-runs the pipeline when the book list's ids change.",
 )
 def book_list_sensor(context: dg.SensorEvaluationContext, paths: PathsResource):
-    return rerun_if_book_list_changed(context.instance, paths)
+    return rerun_if_book_list_changed(context.instance, paths, "sensor")
 
 
 @dg.schedule(
@@ -96,4 +116,4 @@ def book_list_sensor(context: dg.SensorEvaluationContext, paths: PathsResource):
     description="Hourly re-check of the book list, in case the sensor was switched off.",
 )
 def book_list_schedule(context: dg.ScheduleEvaluationContext, paths: PathsResource):
-    return rerun_if_book_list_changed(context.instance, paths)
+    return rerun_if_book_list_changed(context.instance, paths, "schedule")

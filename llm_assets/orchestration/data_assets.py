@@ -22,7 +22,7 @@ from llm_assets.digests import digest_file, digest_tree
 from llm_assets.orchestration import checks
 from llm_assets.orchestration import metadata as md
 from llm_assets.orchestration.resources import GutenbergResource, PathsResource
-from llm_assets.orchestration.stage_runs import build_or_reuse, stage_lock
+from llm_assets.orchestration.stage_runs import build_or_reuse, built_in_this_run, stage_lock
 from llm_assets.stamps import stamp_key
 from llm_assets.text.dataset import build_dataset, check_dataset
 from llm_assets.text.tokenizer import check_round_trip, load_tokenizer, train_tokenizer
@@ -177,7 +177,14 @@ def tokenized_dataset(
     p = paths.paths()
     with stage_lock(context, p, "tokenized_dataset"):
         text, tokenizer_dir = resolve_corpus(p.corpus), p.tokenizer_dir.resolve()
-        key = stamp_key(corpus=corpus_digest(text), tokenizer=digest_tree(tokenizer_dir),
+        tokenizer_digest = digest_tree(tokenizer_dir)
+        ours = built_in_this_run(context, "tokenizer")
+        if ours is not None and ours != tokenizer_digest:
+            context.log.warning(
+                "tokenized_dataset: another run replaced the tokenizer this run built before this step "
+                f"started; building on the tokenizer now on disk ({tokenizer_digest[:12]}), so the two agree"
+            )
+        key = stamp_key(corpus=corpus_digest(text), tokenizer=tokenizer_digest,
                         config=config.model_dump(), code=DATASET_CODE_VERSION)
         last_log = [0.0]
 

@@ -31,8 +31,22 @@ class StageOutput:
 
 @contextmanager
 def stage_lock(context: dg.AssetExecutionContext, paths: Paths, stage: str) -> Iterator[None]:
-    with exclusive(paths.lock(stage), f"the {stage} output", on_wait=context.log.warning):
+    with exclusive(paths.lock(stage), f"the {stage} output", on_wait=context.log.warning) as lock:
+        context.log.info(f"{stage}: holding {lock}")
         yield
+        context.log.info(f"{stage}: releasing {lock}")
+
+
+def built_in_this_run(context: dg.AssetExecutionContext, asset: str) -> str | None:
+    """The data version this run recorded for ``asset``, if this run materialized it."""
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for record in reversed(records):
+        materialization = record.asset_materialization
+        if materialization is not None and materialization.asset_key == dg.AssetKey(asset):
+            return materialization.tags.get("dagster/data_version") if materialization.tags else None
+    return None
 
 
 def build_or_reuse(

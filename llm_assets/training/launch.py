@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(_print_progress if dist.is_main else None)
     if dist.is_main and args.result_json is not None:
         atomic_write(args.result_json, result.model_dump_json(indent=2))
+    # One line per rank: every rank resumed where rank 0 decided.
+    print(f"rank {dist.rank} of {dist.world_size}: resumed from step {result.resumed_from_step}, "
+          f"finished at step {result.global_step}", flush=True)
     return 0
 
 

@@ -16,11 +16,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from llm_assets.books.booklist import book_list_fingerprint
 from llm_assets.definitions import defs
 from llm_assets.orchestration.assets import raw_books
 from llm_assets.orchestration.automation import (
+    CHANGE_TAG,
     FINGERPRINT_TAG,
     PIPELINE_JOB,
     RUN_CONFIG_FILE,
@@ -60,6 +62,12 @@ class Project:
         self.book_list.write_text(text, encoding="utf-8")
 
     def materialize_raw_books(self, instance: dg.DagsterInstance) -> None:
+        # A schedule tick can leave Dagster's definitions-state storage pointing at an instance it
+        # made and dropped (see conftest); materializing does not need that storage.
+        with set_defs_state_storage(None):
+            self._materialize_raw_books(instance)
+
+    def _materialize_raw_books(self, instance: dg.DagsterInstance) -> None:
         result = dg.materialize(
             [raw_books],
             instance=instance,
@@ -173,7 +181,7 @@ def test_a_changed_list_launches_one_run_with_the_users_config(
     assert dg.validate_run_config(defs.resolve_job_def(PIPELINE_JOB), request.run_config)
     fingerprint = book_list_fingerprint(project.book_list)
     assert request.tags[FINGERPRINT_TAG] == fingerprint
-    assert request.run_key == fingerprint
+    assert request.run_key == f"change-{request.tags[CHANGE_TAG]}-{fingerprint[:16]}"
 
 
 def test_without_a_run_config_file_the_run_takes_the_defaults(evaluate, project: Project, instance) -> None:
@@ -184,19 +192,14 @@ def test_without_a_run_config_file_the_run_takes_the_defaults(evaluate, project:
     assert len(requests) == 1 and requests[0].run_config == {}
 
 
-def test_a_launched_run_is_not_launched_again(evaluate, project: Project, instance) -> None:
+def test_a_launched_change_is_not_launched_again(evaluate, project: Project, instance) -> None:
     project.materialize_raw_books(instance)
+    evaluate()  # the daemon's first look at the list as materialized
     project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")
     (request,), _ = evaluate()
-
-    # What the daemon does with the request: a run (queued, not yet materializing raw_books).
-    instance.create_run_for_job(
-        defs.resolve_job_def(PIPELINE_JOB), run_config=request.run_config, tags=request.tags
-    )
-
-    requests, skip = evaluate()
+    requests, skip = evaluate()  # the run is queued, not yet materializing raw_books
     assert requests == []
-    assert "already launched" in (skip or "")
+    assert f"change {request.tags[CHANGE_TAG]}" in (skip or "") and "already launched" in (skip or "")
 
 
 def test_once_the_rerun_has_fetched_the_new_list_all_is_quiet_again(
@@ -227,4 +230,60 @@ def test_a_broken_run_config_names_the_file(project: Project, instance) -> None:
     project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")
     (project.data_dir / RUN_CONFIG_FILE).write_text("ops: [unclosed\n", encoding="utf-8")
     with pytest.raises(ValueError, match=RUN_CONFIG_FILE):
-        rerun_if_book_list_changed(instance, project.paths)
+        rerun_if_book_list_changed(instance, project.paths, "sensor")
+
+
+def _tick(kind: str, project: Project, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
+    resources = {"paths": project.paths}
+    if kind == "sensor":
+        data = book_list_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+    else:
+        context = dg.build_schedule_context(instance=instance, resources=resources,
+                                            scheduled_execution_time=dt.datetime.now(dt.timezone.utc))
+        data = book_list_schedule.evaluate_tick(context)
+    return list(data.run_requests or [])
+
+
+def test_every_change_reruns_even_back_to_an_earlier_list(evaluate, project: Project, instance) -> None:
+    """A -> B -> A -> B: four changes, each launched once; the last B is not mistaken for the first."""
+    lists = {"A": "books:\n  - 101\n  - 102\n", "B": "books:\n  - 101\n  - 102\n  - 103\n"}
+    project.materialize_raw_books(instance)  # A
+    assert evaluate()[0] == []
+    launched = []
+    for name in ("B", "A", "B"):
+        project.write_book_list(lists[name])
+        requests, _ = evaluate()
+        assert len(requests) == 1, f"the change to {name} launched {len(requests)} runs"
+        launched.append(requests[0].run_key)
+        assert evaluate()[0] == []  # the same change is not launched twice
+        project.materialize_raw_books(instance)  # the run's raw_books records the list
+        assert evaluate()[0] == []
+    assert len(set(launched)) == 3  # three distinct run keys: the daemon deduplicates none of them
+
+
+def test_the_sensor_and_the_schedule_launch_one_run_per_change(project: Project, instance) -> None:
+    project.materialize_raw_books(instance)
+    project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")
+    first = _tick("schedule", project, instance) + _tick("sensor", project, instance)
+    assert len(first) == 1 and first[0].tags[CHANGE_TAG] == "1"
+    project.write_book_list("books:\n  - 101\n")
+    second = _tick("sensor", project, instance) + _tick("schedule", project, instance)
+    assert len(second) == 1 and second[0].tags[CHANGE_TAG] == "2"
+
+
+def test_a_failed_automatic_run_is_not_retried_and_does_not_block_the_next_change(
+    project: Project, instance
+) -> None:
+    project.materialize_raw_books(instance)
+    project.write_book_list("books:\n  - 101\n  - 102\n  - 999\n")  # 999: not on the mirror
+    (request,) = _tick("sensor", project, instance)
+    failed = dg.materialize(  # the launched run, as far as it gets
+        [raw_books], instance=instance, tags=request.tags, raise_on_error=False,
+        resources={"paths": project.paths,
+                   "gutenberg": GutenbergResource(mirror=project.mirror.url, backoff_seconds=0.01)},
+    )
+    assert not failed.success  # book 999 cannot be had
+    assert _tick("sensor", project, instance) == [] and _tick("schedule", project, instance) == []
+    project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")  # the user fixes the list
+    (retry,) = _tick("schedule", project, instance)
+    assert retry.tags[FINGERPRINT_TAG] == book_list_fingerprint(project.book_list)

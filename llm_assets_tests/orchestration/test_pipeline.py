@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -165,62 +164,3 @@ def test_explicit_absent_device_fails_before_training(project, monkeypatch):
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "LLM_DEVICE=mps" in failure.step_failure_data.error.to_string()
     assert not (project["checkpoints"] / "runs").exists()
-
-
-
-def test_two_training_runs_never_overlap(project, tmp_path):
-    """Two `dagster asset materialize` commands at once on the project's instance: one trains, the
-    other waits (for the llm_training pool or, where two SQLite claims race, the training lock),
-    and neither touches the other's checkpoints."""
-    import os
-    import subprocess
-    import sys
-
-    from llm_assets.instance import init_instance
-
-    home = init_instance(tmp_path / "project")
-    instance = dg.DagsterInstance.from_config(str(home))
-    job = defs.resolve_job_def(PIPELINE_JOB)
-    data_stages = [dg.AssetKey(a) for a in ("raw_books", "corpus", "tokenizer", "tokenized_dataset")]
-    try:
-        assert job.execute_in_process(run_config=TINY, instance=instance, asset_selection=data_stages).success
-
-        # As a user would type them in two terminals of the project folder: its .env names the instance.
-        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-        commands = [
-            subprocess.Popen(
-                [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "llm_assets",
-                 "--select", "trained_model", "--config-json", json.dumps({"ops": {"trained_model": {
-                     "config": {"preset": "tiny", "max_steps": steps, "save_steps": 2, "logging_steps": 2}}}})],
-                cwd=tmp_path / "project", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )
-            for steps in (6, 8)
-        ]
-        for command in commands:
-            output, _ = command.communicate(timeout=300)
-            assert command.returncode == 0, output[-4000:]
-
-        runs = instance.get_runs(limit=2)
-        assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        spans, waited = [], []
-        for run in runs:
-            logs = instance.all_logs(run.run_id)
-            held = [e.timestamp for e in logs if "holding the training lock" in str(e.user_message)]
-            released = [e.timestamp for e in logs if "releasing the training lock" in str(e.user_message)]
-            spans.append((held[0], released[0]))
-            waited += [
-                e for e in logs
-                if "blocked by limit for pool llm_training" in str(e.user_message)
-                or "waiting for it to finish" in str(e.user_message)
-            ]
-        (_, first_end), (second_start, _) = sorted(spans)
-        assert first_end <= second_start, f"trainings overlapped: {sorted(spans)}"
-        assert waited, "the later training never reported waiting for the other"
-        # Each configuration trained in its own run folder, to its own final step.
-        finals = sorted(
-            json.loads(p.read_text())["global_step"]
-            for p in (project["checkpoints"] / "runs").glob("*/checkpoint-*/trainer_state.json")
-        )
-        assert {6, 8} <= set(finals)
-    finally:
-        instance.dispose()

@@ -411,3 +411,55 @@ def test_torchrun_multi_node_options_replace_standalone(tiny_data: TinyData, tmp
     assert "--standalone" not in command
     assert command[command.index("--nproc_per_node") + 1] == "4"
     assert TrainConfig.model_validate_json(command[command.index("--config-json") + 1]) == tiny_config()
+
+
+# ---- the learning-rate schedule -------------------------------------------------------------
+
+
+class RecordLearningRate(TrainerCallback):
+    """The learning rate each optimizer step actually trains with."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.rates.append(optimizer.param_groups[0]["lr"])
+
+
+def test_the_learning_rate_warms_up_to_its_peak_and_decays_to_its_floor_by_the_last_step(
+    tiny_data: TinyData, tmp_path: Path
+):
+    record = RecordLearningRate()
+    config = tiny_config(max_steps=40, save_steps=40, learning_rate=1e-3, sample_prompts=[])
+    result = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path, config, device="cpu",
+                         callbacks=[record])
+    assert result.warmup_steps == 2  # 5% of the run
+    assert len(record.rates) == 40
+    assert record.rates[:2] == pytest.approx([5e-4, 1e-3])  # no step wasted at zero; the peak on the last warm-up step
+    assert max(record.rates) == pytest.approx(1e-3)
+    assert record.rates[-1] == pytest.approx(1e-4)  # a tenth of the peak, on the last step
+    assert all(a >= b for a, b in zip(record.rates[1:], record.rates[2:]))  # decays all the way
+
+
+def test_an_explicit_warmup_overrides_the_presets_share(tiny_data: TinyData):
+    plan = validate_config(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(max_steps=100, warmup_steps=30))
+    assert plan.schedule.warmup_steps == 30
+    long_run = validate_config(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(max_steps=100_000))
+    assert long_run.schedule.warmup_steps == 100  # 5% capped at the tiny preset's 100 steps
+
+
+def test_a_longer_run_continues_the_shorter_one_and_says_so(tiny_data: TinyData, tmp_path: Path):
+    short = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path,
+                        tiny_config(max_steps=6, save_steps=3, sample_prompts=[]), device="cpu")
+    updates: list = []
+    longer = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path,
+                         tiny_config(max_steps=10, save_steps=5, sample_prompts=[]), device="cpu",
+                         progress=updates.append)
+    assert longer.run_dir == short.run_dir and longer.resumed_from_step == 6 and longer.global_step == 10
+    assert "continuing a run planned for 6 steps from step 6 to 10 steps" in longer.schedule_note
+    assert any(longer.schedule_note == u.message for u in updates)  # in the log, not only the metadata
+    # Asking for fewer steps than were trained starts a run of that length in a folder of its own.
+    shorter = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path,
+                          tiny_config(max_steps=4, save_steps=4, sample_prompts=[]), device="cpu")
+    assert shorter.resumed_from_step == 0 and shorter.global_step == 4
+    assert shorter.run_dir.name == f"{short.run_dir.name}-4steps"
