@@ -168,7 +168,9 @@ class CatalogQuery:
         if self.selector == "author" and all(w.isdigit() for w in parse_creator(self.value).words):
             raise ValueError(f"`author: {self.value}` holds no name, e.g. author: \"Dickens, Charles\"")
         if self.language is not None and not _LANGUAGE.fullmatch(self.language):
-            raise ValueError(f"language {self.language!r} is not a lower-case 2-3 letter code such as en")
+            raise ValueError(
+                f"language {self.language!r} is not a lower-case 2-3 letter code such as en"
+            )
         if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
             raise ValueError(f"limit must be a positive whole number, got {self.limit!r}")
 
@@ -199,7 +201,9 @@ def _creator_matches(query: Creator, words: frozenset[str], creator: Creator) ->
 class Catalog:
     """The catalog's rows by id, and the selection rules of the module docstring."""
 
-    def __init__(self, books: Iterable[CatalogBook], source: str, skipped: Iterable[tuple[int, str]] = ()) -> None:
+    def __init__(
+        self, books: Iterable[CatalogBook], source: str, skipped: Iterable[tuple[int, str]] = ()
+    ) -> None:
         self.source = source
         self.books = tuple(sorted(books, key=lambda b: b.book_id))
         self.skipped = tuple(skipped)  # (line, reason): rows that could not be read
@@ -230,9 +234,10 @@ class Catalog:
         """Why a query found nothing, when the catalog can tell: other languages, other roles."""
         hints = []
         if query.language is not None:
-            other = {lang for i in self.matches(query, any_language=True) for lang in self._by_id[i].languages}
+            found = self.matches(query, any_language=True)
+            other = sorted({lang for i in found for lang in self._by_id[i].languages})
             if other:
-                hints.append(f"it matches books in {', '.join(sorted(other))} but not in {query.language}")
+                hints.append(f"it matches books in {', '.join(other)} but not in {query.language}")
         if query.selector == "author" and not parse_creator(query.value).role:
             wanted = parse_creator(query.value)
             roles = sorted(
@@ -321,13 +326,14 @@ def parse_catalog(text: str, source: str = "pg_catalog.csv") -> Catalog:
                 skipped.append((start, str(exc)))
                 continue
             if book.book_id in books:
-                skipped.append((start, f"Text# {book.book_id} again (first on line {books[book.book_id].line})"))
+                first = books[book.book_id].line
+                skipped.append((start, f"Text# {book.book_id} again (first on line {first})"))
                 continue
             books[book.book_id] = book
     except csv.Error as exc:
         raise CatalogError(
-            f"{source}, line {line}: not valid CSV ({exc}) in the row that starts there; the file is damaged: "
-            "delete it (or refresh the catalog) to download it again."
+            f"{source}, line {line}: not valid CSV ({exc}) in the row that starts there; the file "
+            "is damaged: delete it (or refresh the catalog) to download it again."
         ) from None
     if columns is None or not books:
         raise CatalogError(f"{source}: the catalog holds no books; refresh it to download it again.")
@@ -344,5 +350,7 @@ def load_catalog(path: Path) -> Catalog:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not UTF-8 ({exc}); refresh the catalog to download it again.") from None
+        raise CatalogError(
+            f"{path}: not UTF-8 ({exc}); refresh the catalog to download it again."
+        ) from None
     return parse_catalog(text, str(path))

@@ -112,7 +112,9 @@ def _download(raw_dir: Path, client: GutenbergClient, reason: str) -> CachedCata
     }
     atomic_write(raw_dir / CATALOG_META_FILE, lambda h: h.write(json.dumps(meta, indent=1) + "\n"), "w")
     catalog = Catalog(catalog.books, str(path), catalog.skipped)  # errors name the local file
-    log.info("catalog downloaded from %s (%d books, %d bytes): %s", url, len(catalog), len(body), reason)
+    log.info(
+        "catalog downloaded from %s (%d books, %d bytes): %s", url, len(catalog), len(body), reason
+    )
     return CachedCatalog(catalog, path, url, len(body), meta["sha256"], fetched_at, True, False, reason)
 
 
