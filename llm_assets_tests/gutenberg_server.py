@@ -36,6 +36,9 @@ def book_path(book_id: int) -> str:
     return f"/cache/epub/{book_id}/pg{book_id}.txt"
 
 
+CATALOG_PATH = "/cache/epub/feeds/pg_catalog.csv"  # Gutenberg's catalog, as CSV
+
+
 HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Project Gutenberg</title></head>\n"
     b"<body><p>Are you a robot? Please verify.</p></body></html>\n"
@@ -201,6 +204,10 @@ class GutenbergMirror:
         with self._state.lock:
             self._state.files[path] = (body, content_type)
         return path
+
+    def add_catalog(self, body: bytes) -> str:
+        """Serve ``body`` as ``pg_catalog.csv`` (text/csv, as gutenberg.org sends it)."""
+        return self.add_file(CATALOG_PATH, body, "text/csv; charset=utf-8")
 
     def remove_book(self, book_id: int) -> None:
         with self._state.lock:

@@ -1,9 +1,20 @@
-"""Read and validate the book list (``data/books.yaml``).
+"""Read and validate the book list (``data/books.yaml``), and resolve it to Gutenberg ids.
 
 The list decides what is downloaded and in which order books enter the corpus, and its ids end up
 in file names and URLs. So it is parsed strictly: only positive integers (never a path, a URL or a
 quoted string like ``"../x"``), every error names the file and line, and duplicates are dropped
 with a warning instead of silently doubling a book's weight in the corpus.
+
+Entries are ids (``- 1342``, ``- id: 84`` with an optional free-text ``title:`` label) or queries
+against Project Gutenberg's catalog, exactly one of ``author:``, ``title:``, ``subject:``,
+``bookshelf:`` with optional ``language:`` (a code such as ``en``), ``limit:`` (a positive whole
+number) and ``allow_empty:`` (true: matching nothing is not an error). ``title:`` *with* ``id:`` is
+a label, *without* it a query. The matching rules are in :mod:`llm_assets.books.catalog`. A list of
+ids alone never needs the catalog (:func:`needs_catalog`).
+
+Resolution (:func:`resolve_book_list`) keeps list order: entry after entry, each query's ids
+ascending (cut to its ``limit`` before anything else, so an entry's picks do not depend on the
+other entries), and an id chosen twice stays where it was first chosen.
 """
 
 from __future__ import annotations
@@ -11,19 +22,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from llm_assets.books.catalog import SELECTORS, Catalog, CatalogQuery
+
 log = logging.getLogger(__name__)
 
-_EXAMPLE = "books:\n  - 1342\n  - id: 84"
+_EXAMPLE = (
+    'books:\n  - 1342\n  - id: 84\n  - author: "Dickens, Charles"   # or title:, subject:, '
+    "bookshelf:\n    language: en\n    limit: 20"
+)
 _INT_TAG = "tag:yaml.org,2002:int"
 _STR_TAG = "tag:yaml.org,2002:str"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_NULL_TAG = "tag:yaml.org,2002:null"
 _DIGITS = re.compile(r"[0-9]+")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}")
 _ITEM_KEYS = ("id", "title")  # long form: `- id: 84` with an optional free-text title
+_QUERY_KEYS = (*SELECTORS, "language", "limit", "allow_empty")
 
 
 class BookListError(ValueError):
@@ -31,10 +52,59 @@ class BookListError(ValueError):
 
 
 @dataclass(frozen=True)
+class IdEntry:
+    """``- 1342`` or ``- id: 1342``."""
+
+    line: int
+    book_id: int
+
+    def describe(self) -> str:
+        return str(self.book_id)
+
+
+@dataclass(frozen=True)
+class QueryEntry:
+    """``- author: ...`` (or title/subject/bookshelf), resolved against the catalog."""
+
+    line: int
+    query: CatalogQuery
+    allow_empty: bool = False
+
+    def describe(self) -> str:
+        return self.query.describe() + (", allow_empty: true" if self.allow_empty else "")
+
+
+BookEntry = IdEntry | QueryEntry
+
+
+@dataclass(frozen=True)
 class BookList:
     path: Path
-    ids: tuple[int, ...]  # list order, duplicates removed (first occurrence kept)
-    duplicates: tuple[int, ...]  # ids that were listed more than once (warned about, dropped)
+    entries: tuple[BookEntry, ...]  # as listed, repeats included
+    duplicates: tuple[int, ...]  # plain ids listed more than once (warned about, dropped)
+
+    @property
+    def needs_catalog(self) -> bool:
+        return any(isinstance(e, QueryEntry) for e in self.entries)
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """The listed ids in order, duplicates dropped; a list with queries must be resolved."""
+        if self.needs_catalog:
+            raise self._catalog_needed()
+        return tuple(dict.fromkeys(e.book_id for e in self.entries if isinstance(e, IdEntry)))
+
+    def _catalog_needed(self) -> BookListError:
+        first = next(e for e in self.entries if isinstance(e, QueryEntry))
+        return BookListError(
+            f"{self.path}, line {first.line}: `{first.describe()}` names books through Project "
+            "Gutenberg's catalog; resolve the list with resolve_book_list(book_list, catalog)."
+        )
+
+
+def needs_catalog(book_list: BookList) -> bool:
+    """Whether resolving the list needs Project Gutenberg's catalog (any non-id entry)."""
+    return book_list.needs_catalog
 
 
 def _where(path: Path, node: Node | None) -> str:
@@ -44,7 +114,7 @@ def _where(path: Path, node: Node | None) -> str:
 def _error(path: Path, node: Node | None, problem: str) -> BookListError:
     return BookListError(
         f"{_where(path, node)}: {problem}. The book list is a mapping with a `books:` list of "
-        f"Project Gutenberg ids, for example:\n{_EXAMPLE}"
+        f"Project Gutenberg ids or catalog queries, for example:\n{_EXAMPLE}"
     )
 
 
@@ -68,24 +138,103 @@ def _id_from_scalar(path: Path, node: ScalarNode) -> int:
     raise _error(path, node, f"entry {value!r} is {kind}; write the bare number, e.g. 1342")
 
 
-def _id_from_item(path: Path, node: Node) -> int:
+def _keys(path: Path, node: MappingNode) -> dict[str, tuple[Node, Node]]:
+    keys: dict[str, tuple[Node, Node]] = {}
+    for key_node, value_node in node.value:
+        key = key_node.value if isinstance(key_node, ScalarNode) else None
+        if not isinstance(key, str):
+            raise _error(path, key_node, "a book entry's keys are words such as `id:` or `author:`")
+        if key in keys:
+            raise _error(path, key_node, f"`{key}:` appears twice in one book entry")
+        keys[key] = (key_node, value_node)
+    return keys
+
+
+def _id_entry(path: Path, node: MappingNode, keys: dict[str, tuple[Node, Node]]) -> IdEntry:
+    for key, (key_node, _) in keys.items():
+        if key in _QUERY_KEYS and key not in _ITEM_KEYS:
+            raise _error(
+                path, key_node, f"`{key}:` does not go with `id:`: an entry is either one book "
+                "(`id:`, with an optional `title:` label) or a query (author/title/subject/bookshelf)"
+            )
+        if key not in _ITEM_KEYS:
+            raise _error(path, key_node, f"unknown key {key!r} in a book entry (allowed: id, title)")
+    id_node = keys["id"][1]
+    if not isinstance(id_node, ScalarNode):
+        raise _error(path, id_node, "`id:` must be a number")
+    return IdEntry(node.start_mark.line + 1, _id_from_scalar(path, id_node))
+
+
+def _scalar_text(path: Path, key: str, node: Node) -> str:
+    if not isinstance(node, ScalarNode):
+        raise _error(
+            path, node, f"`{key}:` takes one text, not a list or mapping (write one entry each)"
+        )
+    if node.tag == _NULL_TAG or not node.value.strip():
+        raise _error(path, node, f"`{key}:` needs a value, e.g. {key}: \"...\"")
+    return node.value.strip()
+
+
+def _query_options(
+    path: Path, keys: dict[str, tuple[Node, Node]]
+) -> tuple[str | None, int | None, bool]:
+    """(language, limit, allow_empty) of a query entry, each checked."""
+    language = limit = None
+    allow_empty = False
+    if "language" in keys:
+        node = keys["language"][1]
+        value = node.value.strip() if isinstance(node, ScalarNode) else ""
+        if not _LANGUAGE.fullmatch(value):  # the text, whatever the tag: `no` is Norwegian
+            raise _error(path, node, "`language:` must be one language code such as en, fr or de")
+        language = value.lower()
+    if "limit" in keys:
+        node = keys["limit"][1]
+        if not (isinstance(node, ScalarNode) and node.tag == _INT_TAG and _DIGITS.fullmatch(node.value)
+                and int(node.value) > 0):
+            raise _error(path, node, "`limit:` must be a positive whole number, e.g. limit: 20")
+        limit = int(node.value)
+    if "allow_empty" in keys:
+        node = keys["allow_empty"][1]
+        if not (isinstance(node, ScalarNode) and node.tag == _BOOL_TAG):
+            raise _error(path, node, "`allow_empty:` must be true or false")
+        allow_empty = node.value.lower() in ("true", "yes", "on", "y")
+    return language, limit, allow_empty
+
+
+def _query_entry(path: Path, node: MappingNode, keys: dict[str, tuple[Node, Node]]) -> QueryEntry:
+    for key, (key_node, _) in keys.items():
+        if key not in _QUERY_KEYS:
+            raise _error(
+                path, key_node, f"unknown key {key!r} in a book entry (allowed: id, title; or one of "
+                f"{', '.join(SELECTORS)} with language, limit, allow_empty)"
+            )
+    selectors = [key for key in keys if key in SELECTORS]
+    if not selectors:
+        raise _error(path, node, f"book entry has no `id:` and none of {', '.join(SELECTORS)}")
+    if len(selectors) > 1:
+        raise _error(
+            path, keys[selectors[1]][0], f"one entry takes one of {', '.join(SELECTORS)}; this one "
+            f"has `{selectors[0]}:` and `{selectors[1]}:` (write two entries)"
+        )
+    selector = selectors[0]
+    value = _scalar_text(path, selector, keys[selector][1])
+    language, limit, allow_empty = _query_options(path, keys)
+    try:
+        query = CatalogQuery(selector, value, language, limit)
+    except ValueError as exc:
+        raise _error(path, keys[selector][1], str(exc)) from None
+    return QueryEntry(node.start_mark.line + 1, query, allow_empty)
+
+
+def _entry_from_item(path: Path, node: Node) -> BookEntry:
     if isinstance(node, ScalarNode):
-        return _id_from_scalar(path, node)
+        return IdEntry(node.start_mark.line + 1, _id_from_scalar(path, node))
     if isinstance(node, MappingNode):
-        keys = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, ScalarNode) else None
-            if key not in _ITEM_KEYS:
-                raise _error(
-                    path, key_node, f"unknown key {key!r} in a book entry (allowed: id, title)"
-                )
-            keys[key] = value_node
-        if "id" not in keys:
-            raise _error(path, node, "book entry has no `id:`")
-        if not isinstance(keys["id"], ScalarNode):
-            raise _error(path, keys["id"], "`id:` must be a number")
-        return _id_from_scalar(path, keys["id"])
-    raise _error(path, node, "a book entry must be an id (`- 1342`) or `- id: 1342`, not a list")
+        keys = _keys(path, node)
+        return _id_entry(path, node, keys) if "id" in keys else _query_entry(path, node, keys)
+    raise _error(
+        path, node, "a book entry must be an id (`- 1342`), `- id: 1342` or a query, not a list"
+    )
 
 
 def _books_node(path: Path, text: str) -> SequenceNode:
@@ -132,26 +281,169 @@ def load_book_list(path: Path) -> BookList:
         ) from None
     except UnicodeDecodeError as exc:
         raise BookListError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8.") from None
-    ids: list[int] = []
+    entries: list[BookEntry] = []
     seen: set[int] = set()
     duplicates: list[int] = []
     for item in _books_node(path, text).value:
-        book_id = _id_from_item(path, item)
-        if book_id in seen:
-            if book_id not in duplicates:
-                duplicates.append(book_id)
+        entry = _entry_from_item(path, item)
+        entries.append(entry)
+        if not isinstance(entry, IdEntry):
+            continue
+        if entry.book_id in seen:
+            if entry.book_id not in duplicates:
+                duplicates.append(entry.book_id)
             log.warning(
                 "%s: book %d is listed more than once; the repeat is ignored",
                 _where(path, item),
-                book_id,
+                entry.book_id,
             )
-            continue
-        seen.add(book_id)
-        ids.append(book_id)
-    return BookList(path=path, ids=tuple(ids), duplicates=tuple(duplicates))
+        seen.add(entry.book_id)
+    return BookList(path=path, entries=tuple(entries), duplicates=tuple(duplicates))
 
 
-def book_list_fingerprint(path: Path) -> str:
-    """SHA-256 of the selected ids in order: comments and formatting are not changes, order is."""
-    ids = load_book_list(path).ids
+# --- resolution: entries to ids ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChosenBook:
+    """One resolved book and the entry that chose it (for ``raw_books``' metadata)."""
+
+    book_id: int
+    line: int  # the entry's line in the book list
+    entry: str  # the entry, e.g. `1342` or `author: "Dickens, Charles", limit: 20`
+    title: str  # the catalog's title (one line) when a catalog was used and knows the id; else ""
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """What one entry picked."""
+
+    line: int
+    entry: str
+    matched: int  # catalog rows the entry matches before `limit` (1 for an id)
+    chosen: tuple[int, ...]  # its picks after `limit`, ids ascending (an id entry: that id)
+    new: tuple[int, ...]  # those no earlier entry had chosen
+
+
+@dataclass(frozen=True)
+class ResolvedBookList:
+    path: Path
+    books: tuple[ChosenBook, ...]  # the final order: what is downloaded and trained on
+    entries: tuple[EntryResult, ...]  # one per entry, in list order
+    duplicates: tuple[int, ...]  # ids chosen by more than one entry (kept at the first)
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(b.book_id for b in self.books)
+
+    @property
+    def fingerprint(self) -> str:
+        return ids_fingerprint(self.ids)
+
+    def metadata(self) -> dict:
+        """JSON-ready: the ids and, for each, the entry (text and line) that chose it."""
+        return {
+            "book_ids": list(self.ids),
+            "fingerprint": self.fingerprint,
+            "chosen_by": [
+                {"id": b.book_id, "line": b.line, "entry": b.entry, "title": b.title}
+                for b in self.books
+            ],
+            "entries": [
+                {"line": e.line, "entry": e.entry, "matched": e.matched, "chosen": list(e.chosen),
+                 "new": list(e.new)}
+                for e in self.entries
+            ],
+            "duplicates": list(self.duplicates),
+        }
+
+
+def _title(catalog: Catalog | None, book_id: int) -> str:
+    book = catalog.get(book_id) if catalog is not None else None
+    return " ".join(book.title.split()) if book is not None else ""
+
+
+def _picks(entry: BookEntry, catalog: Catalog | None) -> tuple[int, tuple[int, ...]]:
+    if isinstance(entry, IdEntry):
+        return 1, (entry.book_id,)  # never checked against the catalog: it may be older than the book
+    assert catalog is not None
+    matched = catalog.matches(entry.query)
+    limit = entry.query.limit
+    return len(matched), matched if limit is None else matched[:limit]
+
+
+def _no_match(path: Path, entry: QueryEntry, catalog: Catalog) -> str:
+    hint = catalog.explain_no_match(entry.query)
+    return (
+        f"{path}, line {entry.line}: `{entry.describe()}` matches no book in the catalog "
+        f"({catalog.source}, {len(catalog)} books){f': {hint}' if hint else ''}."
+    )
+
+
+def resolve_book_list(book_list: BookList, catalog: Catalog | None = None) -> ResolvedBookList:
+    """The list's ids in their final order, each with the entry that chose it.
+
+    Raises BookListError naming file, line and entry for every query that matches nothing
+    (unless it says ``allow_empty: true``), and when the list needs a catalog and none is given.
+    """
+    path = book_list.path
+    if book_list.needs_catalog and catalog is None:
+        raise book_list._catalog_needed()
+    books: dict[int, ChosenBook] = {}
+    results: list[EntryResult] = []
+    duplicates: list[int] = []
+    empty: list[str] = []
+    for entry in book_list.entries:
+        matched, chosen = _picks(entry, catalog)
+        if not chosen and isinstance(entry, QueryEntry):
+            assert catalog is not None
+            problem = _no_match(path, entry, catalog)
+            if entry.allow_empty:
+                log.warning("%s (allowed by allow_empty: true)", problem)
+            else:
+                empty.append(problem)
+        new = []
+        for book_id in chosen:
+            if book_id in books:
+                if book_id not in duplicates:
+                    duplicates.append(book_id)
+                continue
+            books[book_id] = ChosenBook(book_id, entry.line, entry.describe(), _title(catalog, book_id))
+            new.append(book_id)
+        results.append(EntryResult(entry.line, entry.describe(), matched, chosen, tuple(new)))
+    if empty:
+        raise BookListError(
+            "\n".join(empty) + "\nCheck the spelling (matching ignores case and accents; author "
+            'names match as whole words, e.g. "Dickens, Charles" or "Charles Dickens"), drop the '
+            "language filter, refresh the catalog if the book is new, or add `allow_empty: true` "
+            "to the entry."
+        )
+    if not books:
+        raise _error(path, None, "every entry matched nothing, so the list selects no book")
+    return ResolvedBookList(path, tuple(books.values()), tuple(results), tuple(duplicates))
+
+
+def ids_fingerprint(ids: Sequence[int]) -> str:
+    """SHA-256 of the ids in order: what the sensor compares to decide whether to re-run."""
     return hashlib.sha256(",".join(map(str, ids)).encode("ascii")).hexdigest()
+
+
+def book_list_fingerprint(path: Path, catalog: Catalog | None = None) -> str:
+    """The fingerprint of the resolved ids: comments, formatting and which entry chose a book are
+    not changes, order is. A list of ids alone needs no catalog and hashes exactly as it always has."""
+    return resolve_book_list(load_book_list(path), catalog).fingerprint
+
+
+def describe_change(before: Sequence[int], after: Sequence[int]) -> str:
+    """One line for the log when the resolved ids differ from the last run's."""
+    added = [i for i in after if i not in set(before)]
+    removed = [i for i in before if i not in set(after)]
+    if not added and not removed:
+        return "unchanged" if list(before) == list(after) else "the same books in a new order"
+
+    def some(ids: list[int]) -> str:
+        return ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
+
+    parts = [f"{len(added)} added ({some(added)})"] if added else []
+    parts += [f"{len(removed)} removed ({some(removed)})"] if removed else []
+    return "books " + "; ".join(parts)

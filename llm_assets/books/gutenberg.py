@@ -60,6 +60,15 @@ class NotABookError(BookUnavailableError):
     """Something came back, but it is not a plain-text book (HTML page, empty, absurdly large)."""
 
 
+class FileUnavailableError(RuntimeError):
+    """A file other than a book (the catalog) could not be had from the mirror."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url} is unavailable: {reason}. Check GUTENBERG_MIRROR and try again later.")
+
+
 class _Transient(Exception):
     """Worth retrying: connection error, timeout, 5xx, 429, body cut short."""
 
@@ -185,7 +194,26 @@ class GutenbergClient:
         error = NotABookError if not_a_book else BookUnavailableError
         raise error(book_id, urls, "; ".join(reasons))
 
-    def _get_with_retries(self, url: str) -> bytes:
+    def fetch_file(self, path: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
+        """(body, url) of ``path`` under the mirror, e.g. the catalog at ``/cache/epub/feeds/...``.
+
+        The same retries, pacing, User-Agent and checks as a book (no HTML page, no empty body),
+        so every request to the mirror is as polite as the others; ``max_bytes`` overrides the
+        client's limit for files known to be larger than any book. Raises FileUnavailableError.
+        """
+        url = f"{self.mirror}/{path.lstrip('/')}"
+        try:
+            return self._get_with_retries(url, max_bytes), url
+        except _Missing as exc:
+            raise FileUnavailableError(url, str(exc)) from None
+        except _Invalid as exc:
+            raise FileUnavailableError(url, f"not the file expected ({exc})") from None
+        except _Transient as exc:
+            raise FileUnavailableError(
+                url, f"{exc} (gave up after {self.max_attempts} attempts)"
+            ) from None
+
+    def _get_with_retries(self, url: str, max_bytes: int | None = None) -> bytes:
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
@@ -198,7 +226,7 @@ class GutenbergClient:
             ),
             reraise=True,
         )
-        return retrying(self._get_once, url)
+        return retrying(self._get_once, url, max_bytes)
 
     def _wait(self, state: RetryCallState) -> float:
         """Honour a server's Retry-After; otherwise back off exponentially."""
@@ -217,7 +245,8 @@ class GutenbergClient:
             self._last_request = time.monotonic()
             self.requests_made += 1
 
-    def _get_once(self, url: str) -> bytes:
+    def _get_once(self, url: str, max_bytes: int | None = None) -> bytes:
+        limit = self.max_bytes if max_bytes is None else max_bytes
         self._pace()
         try:
             response = self._session.get(url, timeout=self.timeout, stream=True)
@@ -232,12 +261,12 @@ class GutenbergClient:
             if status != 200:
                 raise _Missing(f"HTTP {status}")
             declared = self._declared_length(response)
-            if declared is not None and declared > self.max_bytes:
-                raise _Invalid(f"declares {declared} bytes, more than max_bytes={self.max_bytes}")
+            if declared is not None and declared > limit:
+                raise _Invalid(f"declares {declared} bytes, more than max_bytes={limit}")
             content_type = response.headers.get("Content-Type", "").lower()
             if "html" in content_type:
                 raise _Invalid(f"an HTML page (Content-Type: {content_type})")
-            body = self._read_body(response)
+            body = self._read_body(response, limit)
         if declared is not None and len(body) != declared:
             raise _Transient(f"body cut short: {len(body)} of {declared} bytes")
         self._validate(body)
@@ -253,14 +282,14 @@ class GutenbergClient:
         except (KeyError, ValueError):
             return None
 
-    def _read_body(self, response: requests.Response) -> bytes:
+    def _read_body(self, response: requests.Response, limit: int) -> bytes:
         chunks: list[bytes] = []
         total = 0
         try:
             for chunk in response.iter_content(_CHUNK):
                 total += len(chunk)
-                if total > self.max_bytes:
-                    raise _Invalid(f"larger than max_bytes={self.max_bytes}")
+                if total > limit:
+                    raise _Invalid(f"larger than max_bytes={limit}")
                 chunks.append(chunk)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise _Transient(f"connection broke mid-body after {total} bytes: {exc}") from None
