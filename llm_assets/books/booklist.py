@@ -12,24 +12,20 @@ number) and ``allow_empty:`` (true: matching nothing is not an error). ``title:`
 a label, *without* it a query. The matching rules are in :mod:`llm_assets.books.catalog`. A list of
 ids alone never needs the catalog (:func:`needs_catalog`).
 
-Resolution (:func:`resolve_book_list`) keeps list order: entry after entry, each query's ids
-ascending (cut to its ``limit`` before anything else, so an entry's picks do not depend on the
-other entries), and an id chosen twice stays where it was first chosen.
+Turning entries into ids is ``selection.py``'s job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from llm_assets.books.catalog import SELECTORS, Catalog, CatalogQuery
+from llm_assets.books.catalog import SELECTORS, CatalogQuery
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +87,10 @@ class BookList:
     def ids(self) -> tuple[int, ...]:
         """The listed ids in order, duplicates dropped; a list with queries must be resolved."""
         if self.needs_catalog:
-            raise self._catalog_needed()
+            raise self.catalog_needed()
         return tuple(dict.fromkeys(e.book_id for e in self.entries if isinstance(e, IdEntry)))
 
-    def _catalog_needed(self) -> BookListError:
+    def catalog_needed(self) -> BookListError:
         first = next(e for e in self.entries if isinstance(e, QueryEntry))
         return BookListError(
             f"{self.path}, line {first.line}: `{first.describe()}` names books through Project "
@@ -299,151 +295,3 @@ def load_book_list(path: Path) -> BookList:
             )
         seen.add(entry.book_id)
     return BookList(path=path, entries=tuple(entries), duplicates=tuple(duplicates))
-
-
-# --- resolution: entries to ids ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChosenBook:
-    """One resolved book and the entry that chose it (for ``raw_books``' metadata)."""
-
-    book_id: int
-    line: int  # the entry's line in the book list
-    entry: str  # the entry, e.g. `1342` or `author: "Dickens, Charles", limit: 20`
-    title: str  # the catalog's title (one line) when a catalog was used and knows the id; else ""
-
-
-@dataclass(frozen=True)
-class EntryResult:
-    """What one entry picked."""
-
-    line: int
-    entry: str
-    matched: int  # catalog rows the entry matches before `limit` (1 for an id)
-    chosen: tuple[int, ...]  # its picks after `limit`, ids ascending (an id entry: that id)
-    new: tuple[int, ...]  # those no earlier entry had chosen
-
-
-@dataclass(frozen=True)
-class ResolvedBookList:
-    path: Path
-    books: tuple[ChosenBook, ...]  # the final order: what is downloaded and trained on
-    entries: tuple[EntryResult, ...]  # one per entry, in list order
-    duplicates: tuple[int, ...]  # ids chosen by more than one entry (kept at the first)
-
-    @property
-    def ids(self) -> tuple[int, ...]:
-        return tuple(b.book_id for b in self.books)
-
-    @property
-    def fingerprint(self) -> str:
-        return ids_fingerprint(self.ids)
-
-    def metadata(self) -> dict:
-        """JSON-ready: the ids and, for each, the entry (text and line) that chose it."""
-        return {
-            "book_ids": list(self.ids),
-            "fingerprint": self.fingerprint,
-            "chosen_by": [
-                {"id": b.book_id, "line": b.line, "entry": b.entry, "title": b.title}
-                for b in self.books
-            ],
-            "entries": [
-                {"line": e.line, "entry": e.entry, "matched": e.matched, "chosen": list(e.chosen),
-                 "new": list(e.new)}
-                for e in self.entries
-            ],
-            "duplicates": list(self.duplicates),
-        }
-
-
-def _title(catalog: Catalog | None, book_id: int) -> str:
-    book = catalog.get(book_id) if catalog is not None else None
-    return " ".join(book.title.split()) if book is not None else ""
-
-
-def _picks(entry: BookEntry, catalog: Catalog | None) -> tuple[int, tuple[int, ...]]:
-    if isinstance(entry, IdEntry):
-        return 1, (entry.book_id,)  # never checked against the catalog: it may be older than the book
-    assert catalog is not None
-    matched = catalog.matches(entry.query)
-    limit = entry.query.limit
-    return len(matched), matched if limit is None else matched[:limit]
-
-
-def _no_match(path: Path, entry: QueryEntry, catalog: Catalog) -> str:
-    hint = catalog.explain_no_match(entry.query)
-    return (
-        f"{path}, line {entry.line}: `{entry.describe()}` matches no book in the catalog "
-        f"({catalog.source}, {len(catalog)} books){f': {hint}' if hint else ''}."
-    )
-
-
-def resolve_book_list(book_list: BookList, catalog: Catalog | None = None) -> ResolvedBookList:
-    """The list's ids in their final order, each with the entry that chose it.
-
-    Raises BookListError naming file, line and entry for every query that matches nothing
-    (unless it says ``allow_empty: true``), and when the list needs a catalog and none is given.
-    """
-    path = book_list.path
-    if book_list.needs_catalog and catalog is None:
-        raise book_list._catalog_needed()
-    books: dict[int, ChosenBook] = {}
-    results: list[EntryResult] = []
-    duplicates: list[int] = []
-    empty: list[str] = []
-    for entry in book_list.entries:
-        matched, chosen = _picks(entry, catalog)
-        if not chosen and isinstance(entry, QueryEntry):
-            assert catalog is not None
-            problem = _no_match(path, entry, catalog)
-            if entry.allow_empty:
-                log.warning("%s (allowed by allow_empty: true)", problem)
-            else:
-                empty.append(problem)
-        new = []
-        for book_id in chosen:
-            if book_id in books:
-                if book_id not in duplicates:
-                    duplicates.append(book_id)
-                continue
-            books[book_id] = ChosenBook(book_id, entry.line, entry.describe(), _title(catalog, book_id))
-            new.append(book_id)
-        results.append(EntryResult(entry.line, entry.describe(), matched, chosen, tuple(new)))
-    if empty:
-        raise BookListError(
-            "\n".join(empty) + "\nCheck the spelling (matching ignores case and accents; author "
-            'names match as whole words, e.g. "Dickens, Charles" or "Charles Dickens"), drop the '
-            "language filter, refresh the catalog if the book is new, or add `allow_empty: true` "
-            "to the entry."
-        )
-    if not books:
-        raise _error(path, None, "every entry matched nothing, so the list selects no book")
-    return ResolvedBookList(path, tuple(books.values()), tuple(results), tuple(duplicates))
-
-
-def ids_fingerprint(ids: Sequence[int]) -> str:
-    """SHA-256 of the ids in order: what the sensor compares to decide whether to re-run."""
-    return hashlib.sha256(",".join(map(str, ids)).encode("ascii")).hexdigest()
-
-
-def book_list_fingerprint(path: Path, catalog: Catalog | None = None) -> str:
-    """The fingerprint of the resolved ids: comments, formatting and which entry chose a book are
-    not changes, order is. A list of ids alone needs no catalog and hashes exactly as it always has."""
-    return resolve_book_list(load_book_list(path), catalog).fingerprint
-
-
-def describe_change(before: Sequence[int], after: Sequence[int]) -> str:
-    """One line for the log when the resolved ids differ from the last run's."""
-    added = [i for i in after if i not in set(before)]
-    removed = [i for i in before if i not in set(after)]
-    if not added and not removed:
-        return "unchanged" if list(before) == list(after) else "the same books in a new order"
-
-    def some(ids: list[int]) -> str:
-        return ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
-
-    parts = [f"{len(added)} added ({some(added)})"] if added else []
-    parts += [f"{len(removed)} removed ({some(removed)})"] if removed else []
-    return "books " + "; ".join(parts)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from llm_assets.books.catalog import Catalog, CatalogError, load_catalog, parse_catalog
-from llm_assets.books.cleaning import atomic_write
+from llm_assets.atomic import atomic_write, atomic_write_json
 from llm_assets.books.gutenberg import FileUnavailableError, GutenbergClient
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def _download(raw_dir: Path, client: GutenbergClient, reason: str) -> CachedCata
         raise CatalogError(f"{url}: not UTF-8 ({exc}); nothing was cached.") from None
     catalog = parse_catalog(text, url)  # raises before anything is written
     path = raw_dir / CATALOG_FILE
-    atomic_write(path, lambda h: h.write(body))
+    atomic_write(path, body)
     fetched_at = datetime.now(timezone.utc).replace(microsecond=0)
     meta = {
         "url": url,
@@ -110,7 +110,7 @@ def _download(raw_dir: Path, client: GutenbergClient, reason: str) -> CachedCata
         "fetched_at": fetched_at.isoformat(),
         "books": len(catalog),
     }
-    atomic_write(raw_dir / CATALOG_META_FILE, lambda h: h.write(json.dumps(meta, indent=1) + "\n"), "w")
+    atomic_write_json(raw_dir / CATALOG_META_FILE, meta)
     catalog = Catalog(catalog.books, str(path), catalog.skipped)  # errors name the local file
     log.info(
         "catalog downloaded from %s (%d books, %d bytes): %s", url, len(catalog), len(body), reason

@@ -9,13 +9,15 @@ interface between assets, so any asset can be re-run alone from the UI, the CLI 
 
 import dataclasses
 import time
+from datetime import timedelta
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from llm_assets.books.booklist import book_list_fingerprint, load_book_list
+from llm_assets.books.booklist import load_book_list
+from llm_assets.books.selection import describe_change, resolve_with_catalog
 from llm_assets.books.corpus import build_corpus, check_corpus, corpus_digest, resolve_corpus
 from llm_assets.books.downloads import SELECTION_FILE, download_books, verify_selection
 from llm_assets.digests import digest_file, digest_tree
@@ -34,6 +36,14 @@ class RawBooksConfig(dg.Config):
     force_refresh: bool = Field(default=False, description="Download every listed book again, even if it is cached.")
     skip_unavailable: bool = Field(
         default=False, description="Skip books that cannot be had (listed in metadata) instead of failing the run."
+    )
+    refresh_catalog: bool = Field(
+        default=False,
+        description="Download Project Gutenberg's catalog again before resolving author:, title:, subject: "
+        "and bookshelf: entries (only lists with such entries use the catalog).",
+    )
+    catalog_max_age_days: float = Field(
+        default=7.0, ge=0, description="A cached catalog older than this is downloaded again when the list needs it."
     )
 
 
@@ -61,17 +71,32 @@ def raw_books(
                          f"({book.size:,} bytes)")
 
     with stage_lock(context, p, "raw_books"), gutenberg.client() as client:
-        context.log.info(f"raw_books: {len(book_list.ids)} books from {client.mirror} into {p.raw_dir}")
-        report = download_books(book_list.ids, p.raw_dir, client, force_refresh=config.force_refresh,
+        resolved, catalog = resolve_with_catalog(book_list, p.raw_dir, client, refresh=config.refresh_catalog,
+                                                 max_age=timedelta(days=config.catalog_max_age_days))
+        if catalog is not None:
+            context.log.info(f"catalog {catalog.path}: {len(catalog.catalog):,} books, "
+                             f"{'downloaded' if catalog.downloaded else 'reused'} ({catalog.reason})")
+        previous = _previous_selection(context)
+        if previous is not None and previous != list(resolved.ids):
+            context.log.info(f"the book list now selects other books: {describe_change(previous, resolved.ids)}"
+                             + (" (the catalog was downloaded again)" if catalog and catalog.downloaded else ""))
+        context.log.info(f"raw_books: {len(resolved.ids)} books from {client.mirror} into {p.raw_dir}")
+        report = download_books(resolved.ids, p.raw_dir, client, force_refresh=config.force_refresh,
                                 skip_unavailable=config.skip_unavailable, progress=progress)
         for book_id, reason in report.skipped:
             context.log.warning(f"book {book_id} skipped: {reason}")
         selected, bad = verify_selection(p.raw_dir)
         yield dg.MaterializeResult(
-            metadata=md.raw_books(report, book_list_fingerprint(p.book_list), p.book_list),
+            metadata=md.raw_books(report, resolved, p.book_list, catalog),
             data_version=dg.DataVersion(digest_file(p.raw_dir / SELECTION_FILE)),
             check_results=[checks.raw_books_intact({"books": selected, "bad_books": bad})],
         )
+
+
+def _previous_selection(context: dg.AssetExecutionContext) -> list[int] | None:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("raw_books"))
+    ids = event.asset_materialization.metadata.get("selected_ids") if event and event.asset_materialization else None
+    return None if ids is None else list(ids.value)
 
 
 CORPUS_CODE_VERSION = "3"  # 3: text and index published as one version

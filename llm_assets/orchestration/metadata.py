@@ -14,8 +14,10 @@ from typing import Any
 
 import dagster as dg
 
+from llm_assets.books.catalog_cache import CachedCatalog
 from llm_assets.books.corpus import CorpusReport
 from llm_assets.books.downloads import DownloadReport
+from llm_assets.books.selection import ResolvedBookList
 from llm_assets.training.train import TrainResult
 
 
@@ -44,8 +46,21 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def raw_books(report: DownloadReport, fingerprint: str, book_list: Path) -> dict[str, Any]:
+def raw_books(
+    report: DownloadReport, resolved: ResolvedBookList, book_list: Path, catalog: CachedCatalog | None
+) -> dict[str, Any]:
     fetched = [b for b in report.books if b.fetched]
+    chosen = _md_table(
+        ["book id", "title", "chosen by", "line"],
+        [[b.book_id, _cell(b.title) or "-", f"`{_cell(b.entry)}`", b.line] for b in resolved.books],
+    )
+    catalog_info: dict[str, Any] = {}
+    if catalog is not None:
+        catalog_info = {
+            "catalog": dg.MetadataValue.path(str(catalog.path)),
+            "catalog_books": len(catalog.catalog),
+            "catalog_fetched_at": catalog.fetched_at.isoformat(),
+        }
     return {
         "books": len(report.books),
         "downloaded": len(fetched),
@@ -59,9 +74,17 @@ def raw_books(report: DownloadReport, fingerprint: str, book_list: Path) -> dict
         "total_bytes": sum(b.size for b in report.books),
         "seconds": round(report.seconds, 3),
         "book_ids": [b.book_id for b in report.books],
+        "selected_ids": list(resolved.ids),
+        "chosen_by": chosen,
         "book_list": dg.MetadataValue.path(str(book_list)),
-        "book_list_fingerprint": fingerprint,
+        "book_list_fingerprint": resolved.fingerprint,
+        **catalog_info,
     }
+
+
+def _cell(text: str, newline: str = " ") -> str:
+    """Text for one cell of a Markdown table: pipes escaped, on one line."""
+    return text.replace("|", "\\|").replace("\n", newline).strip()
 
 
 def corpus_report(report: CorpusReport) -> dict[str, Any]:
@@ -145,11 +168,7 @@ def _finite(x: float, digits: int = 4) -> float | str:
 
 def _samples_table(samples: tuple[tuple[str, str], ...]) -> dg.MetadataValue:
     """One row per prompt; newlines shown as a return sign so each sample stays one row."""
-
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ⏎ ").strip()
-
-    return _md_table(["prompt", "continuation"], [[f"**{cell(p)}**", cell(t)] for p, t in samples])
+    return _md_table(["prompt", "continuation"], [[f"**{_cell(p)}**", _cell(t, " ⏎ ")] for p, t in samples])
 
 
 def trained_model(result: TrainResult) -> dict[str, Any]:

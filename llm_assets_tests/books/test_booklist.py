@@ -10,17 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_assets.books.booklist import (
-    BookListError,
-    IdEntry,
-    QueryEntry,
-    book_list_fingerprint,
-    describe_change,
-    ids_fingerprint,
-    load_book_list,
-    needs_catalog,
-    resolve_book_list,
-)
+from llm_assets.books.booklist import BookListError, IdEntry, QueryEntry, load_book_list, needs_catalog
+from llm_assets.books.selection import book_list_fingerprint, describe_change, ids_fingerprint, resolve_book_list
 from llm_assets.books.catalog import Catalog, CatalogQuery, load_catalog, parse_catalog
 
 REPO_BOOK_LIST = Path(__file__).resolve().parents[2] / "data" / "books.yaml"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_assets import __version__
+import importlib.metadata
 from llm_assets.books.catalog import CatalogError
 from llm_assets.books.catalog_cache import (
     CATALOG_FILE,
@@ -41,7 +41,7 @@ def test_first_call_downloads_and_records_the_file(mirror, tmp_path) -> None:
     got = fetch_catalog(tmp_path, _client(mirror))
     assert mirror.count(CATALOG_PATH) == 1 and got.downloaded and not got.stale
     assert got.reason == "no cached catalog"
-    assert f"llm-assets/{__version__}" in mirror.requests[0].headers["User-Agent"]
+    assert f"llm-assets/{importlib.metadata.version('llm-assets')}" in mirror.requests[0].headers["User-Agent"]
     assert (tmp_path / CATALOG_FILE).read_bytes() == CATALOG
     meta = json.loads((tmp_path / CATALOG_META_FILE).read_text())
     assert meta["sha256"] == hashlib.sha256(CATALOG).hexdigest() == got.sha256

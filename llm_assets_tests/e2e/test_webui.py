@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from llm_assets.books.booklist import book_list_fingerprint
+from llm_assets.books.selection import book_list_fingerprint
 from llm_assets.books.corpus import read_corpus_index, resolve_corpus
 from llm_assets.instance import DAGSTER_YAML
 from llm_assets.orchestration.automation import FINGERPRINT_TAG, PIPELINE_JOB, RUN_CONFIG_FILE

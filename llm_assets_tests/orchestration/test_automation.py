@@ -18,7 +18,7 @@ import pytest
 import yaml
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
-from llm_assets.books.booklist import book_list_fingerprint
+from llm_assets.books.selection import book_list_fingerprint
 from llm_assets.definitions import defs
 from llm_assets.orchestration.assets import raw_books
 from llm_assets.orchestration.automation import (
@@ -26,6 +26,7 @@ from llm_assets.orchestration.automation import (
     FINGERPRINT_TAG,
     PIPELINE_JOB,
     RUN_CONFIG_FILE,
+    WHY_TAG,
     book_list_schedule,
     book_list_sensor,
     llm_pipeline,
@@ -58,6 +59,10 @@ class Project:
     def paths(self) -> PathsResource:
         return PathsResource(data_dir=str(self.data_dir), checkpoint_dir=str(self.data_dir.parent / "ckpt"))
 
+    @property
+    def gutenberg(self) -> GutenbergResource:
+        return GutenbergResource(mirror=self.mirror.url, backoff_seconds=0.01)
+
     def write_book_list(self, text: str) -> None:
         self.book_list.write_text(text, encoding="utf-8")
 
@@ -71,10 +76,7 @@ class Project:
         result = dg.materialize(
             [raw_books],
             instance=instance,
-            resources={
-                "paths": self.paths,
-                "gutenberg": GutenbergResource(mirror=self.mirror.url, backoff_seconds=0.01),
-            },
+            resources={"paths": self.paths, "gutenberg": self.gutenberg},
         )
         assert result.success
 
@@ -104,7 +106,7 @@ def evaluate(request: pytest.FixtureRequest, project: Project, instance: dg.Dags
     """One tick of the sensor or of the schedule: (run requests, skip message)."""
 
     def tick() -> tuple[list[dg.RunRequest], str | None]:
-        resources = {"paths": project.paths}
+        resources = {"paths": project.paths, "gutenberg": project.gutenberg}
         if request.param == "sensor":
             context = dg.build_sensor_context(instance=instance, resources=resources)
             data = book_list_sensor.evaluate_tick(context)
@@ -234,7 +236,7 @@ def test_a_broken_run_config_names_the_file(project: Project, instance) -> None:
 
 
 def _tick(kind: str, project: Project, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
-    resources = {"paths": project.paths}
+    resources = {"paths": project.paths, "gutenberg": project.gutenberg}
     if kind == "sensor":
         data = book_list_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
     else:
@@ -287,3 +289,66 @@ def test_a_failed_automatic_run_is_not_retried_and_does_not_block_the_next_chang
     project.write_book_list("books:\n  - 101\n  - 102\n  - 103\n")  # the user fixes the list
     (retry,) = _tick("schedule", project, instance)
     assert retry.tags[FINGERPRINT_TAG] == book_list_fingerprint(project.book_list)
+
+
+# ---- book lists drawn from Gutenberg's catalog ----------------------------------------------------
+
+CATALOG = Path(__file__).resolve().parents[1] / "books" / "fixtures" / "pg_catalog.csv"
+DICKENS_TEXTS = (46, 98, 730, 766, 1023, 1400, 24022)  # the catalog fixture's Dickens rows of Type Text
+PICKWICK = (  # a row the catalog gains later: a Dickens text with a lower id than Oliver Twist
+    '580,Text,1996-07-01,The Pickwick Papers,en,"Dickens, Charles, 1812-1870",'
+    '"Pickwick, Samuel (Fictitious character) -- Fiction; England -- Fiction",PR,Browsing: Fiction\n'
+)
+CATALOG_LIST = 'books:\n  - 101\n  - author: "Dickens, Charles"\n    limit: 2\n'
+
+
+@pytest.fixture
+def catalog_project(project: Project) -> Project:
+    project.mirror.add_catalog(CATALOG.read_bytes())
+    for book in make_books((580, *DICKENS_TEXTS), paragraphs=3).values():
+        project.mirror.add_book(book.book_id, book.raw)
+    project.write_book_list(CATALOG_LIST)
+    return project
+
+
+def _raw_books_metadata(instance: dg.DagsterInstance) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey("raw_books"))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_a_list_with_an_author_entry_resolves_offline_and_says_which_entry_chose_each_book(
+    catalog_project: Project, instance
+) -> None:
+    catalog_project.materialize_raw_books(instance)
+    meta = _raw_books_metadata(instance)
+    assert meta["selected_ids"] == [101, 46, 98]  # list order; within the entry, ids ascending, cut to 2
+    assert meta["catalog_books"] > 40
+    table = meta["chosen_by"]
+    assert '| 98 | A Tale of Two Cities | `author: "Dickens, Charles", limit: 2` | 3 |' in table
+    assert "| 101 | - | `101` | 2 |" in table
+    assert catalog_project.mirror.count("/cache/epub/feeds/pg_catalog.csv") == 1
+    catalog_project.materialize_raw_books(instance)  # the cached catalog serves the next run
+    assert catalog_project.mirror.count("/cache/epub/feeds/pg_catalog.csv") == 1
+
+
+def test_editing_a_catalog_entry_reruns_the_pipeline_through_the_sensor(catalog_project: Project, instance) -> None:
+    catalog_project.materialize_raw_books(instance)
+    assert _tick("sensor", catalog_project, instance) == []
+    catalog_project.write_book_list(CATALOG_LIST.replace("limit: 2", "limit: 3"))
+    (request,) = _tick("sensor", catalog_project, instance)
+    assert request.tags[WHY_TAG] == "books 1 added (730)"
+
+
+def test_a_catalog_download_that_changes_the_books_reruns_the_pipeline_and_says_why(
+    catalog_project: Project, instance
+) -> None:
+    catalog_project.write_book_list(CATALOG_LIST.replace("limit: 2", "limit: 3"))  # 46, 98, 730
+    catalog_project.materialize_raw_books(instance)
+    catalog_project.mirror.add_catalog(CATALOG.read_bytes() + PICKWICK.encode())  # Gutenberg adds a book
+    assert _tick("sensor", catalog_project, instance) == []  # the sensor reads only the cached catalog
+    config = {**USER_RUN_CONFIG, "ops": {**USER_RUN_CONFIG["ops"],
+                                         "raw_books": {"config": {"catalog_max_age_days": 0}}}}
+    (catalog_project.data_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config), encoding="utf-8")
+    (request,) = _tick("schedule", catalog_project, instance)  # hourly: an expired catalog is fetched
+    assert request.tags[WHY_TAG].startswith("books 1 added (580); 1 removed (730), after the catalog was downloaded")
+    assert _tick("sensor", catalog_project, instance) == []  # one run for the change
