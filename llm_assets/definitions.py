@@ -8,8 +8,15 @@ from llm_assets.orchestration.assets import all_assets
 from llm_assets.orchestration.automation import book_list_schedule, book_list_sensor, llm_pipeline
 from llm_assets.orchestration.resources import DeviceResource, GutenbergResource, PathsResource
 
+# Each step runs in its own process (a crash or OOM in training fails the run cleanly, checkpoints
+# kept), forked from a server that imported Dagster, PyTorch, transformers, datasets and this
+# package once per run, instead of a fresh interpreter importing them again for every step.
+PRELOADED = ["llm_assets.definitions", "llm_assets.training.train", "datasets"]
+executor = dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": PRELOADED}}})
+
 defs = dg.Definitions(
     assets=all_assets,
+    executor=executor,
     jobs=[llm_pipeline],
     sensors=[book_list_sensor],
     schedules=[book_list_schedule],
@@ -17,6 +24,5 @@ defs = dg.Definitions(
         "paths": PathsResource(),
         "gutenberg": GutenbergResource(),
         "device": DeviceResource(),
-        "pipes_subprocess_client": dg.PipesSubprocessClient(),
     },
 )

@@ -26,9 +26,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+if TYPE_CHECKING:
+    from llm_assets.books.gutenberg import GutenbergClient
+
 # --- the mirror --------------------------------------------------------------------------------
+
+
+def fast_client(mirror: GutenbergMirror, **kwargs) -> GutenbergClient:
+    """A client for a test mirror: short timeouts and back-off, so faults cost milliseconds."""
+    from llm_assets.books.gutenberg import GutenbergClient
+
+    options = {"timeout": 0.5, "max_attempts": 4, "backoff_seconds": 0.01, **kwargs}
+    return GutenbergClient(mirror.url, **options)
 
 
 def book_path(book_id: int) -> str:

@@ -10,7 +10,7 @@ import base64
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -18,7 +18,9 @@ from llm_assets.books.catalog_cache import CachedCatalog
 from llm_assets.books.corpus import CorpusReport
 from llm_assets.books.downloads import DownloadReport
 from llm_assets.books.selection import ResolvedBookList
-from llm_assets.training.train import TrainResult
+
+if TYPE_CHECKING:  # the training stack is imported only by the step that trains
+    from llm_assets.training.train import TrainResult
 
 
 def plain(report: Any) -> dict[str, Any]:
@@ -171,7 +173,7 @@ def _samples_table(samples: tuple[tuple[str, str], ...]) -> dg.MetadataValue:
     return _md_table(["prompt", "continuation"], [[f"**{_cell(p)}**", _cell(t, " ⏎ ")] for p, t in samples])
 
 
-def trained_model(result: TrainResult) -> dict[str, Any]:
+def trained_model(result: "TrainResult") -> dict[str, Any]:
     """The documented keys first (README: trained_model metadata), then what else helps judge the run."""
     metadata: dict[str, Any] = {
         "device": result.device,

@@ -14,7 +14,6 @@ import dagster as dg
 from llm_assets import settings
 from llm_assets.books.gutenberg import GutenbergClient
 from llm_assets.settings import Paths
-from llm_assets.training.devices import prepare_device, resolve_device
 
 
 class PathsResource(dg.ConfigurableResource):
@@ -63,6 +62,8 @@ class DeviceResource(dg.ConfigurableResource):
     device: str | None = None
 
     def resolve(self) -> str:
+        from llm_assets.training.devices import prepare_device, resolve_device  # PyTorch: only where it trains
+
         device = resolve_device(self.device or settings.requested_device())
         prepare_device(device)
         return device

@@ -1,10 +1,14 @@
 """The trained_model asset: GPT-2 trained on the tokenized dataset, in this step or under torchrun."""
 
 
+import os
+import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -14,13 +18,8 @@ from llm_assets.orchestration import metadata as md
 from llm_assets.orchestration.data_assets import GROUP, tokenized_dataset
 from llm_assets.orchestration.resources import DeviceResource, PathsResource
 from llm_assets.settings import Paths
-from llm_assets.text.dataset import unigram_entropy
 from llm_assets.training.checkpoints import training_lock
 from llm_assets.training.config import TrainConfig
-from llm_assets.training.generate import generate_text, load_model
-from llm_assets.training.launch import torchrun_command
-from llm_assets.training.plan import plan_training
-from llm_assets.training.train import TrainResult, train_model
 
 TRAINING_POOL = "llm_training"
 
@@ -56,12 +55,23 @@ class TrainedModelConfig(dg.Config, TrainConfig):
     ),
 )
 def trained_model(
-    context: dg.AssetExecutionContext,
-    config: TrainedModelConfig,
-    paths: PathsResource,
-    device: DeviceResource,
-    pipes_subprocess_client: dg.PipesSubprocessClient,
+    context: dg.AssetExecutionContext, config: TrainedModelConfig, paths: PathsResource, device: DeviceResource
 ) -> Iterator[dg.MaterializeResult]:
+    # PyTorch and transformers load here, not when the code location loads (the UI, the CLI and the
+    # data steps never need them; the executor's fork server has them imported already).
+    from llm_assets.text.dataset import unigram_entropy
+    from llm_assets.training.generate import generate_text, load_model
+    from llm_assets.training.progress import ChartPoints, TrainProgress, chart_values
+    from llm_assets.training.train import train_model
+
+    charted = ChartPoints()
+
+    def report(update: TrainProgress) -> None:
+        """A progress line in the log; every so often a point of the live loss chart (an observation)."""
+        context.log.info(update.message)
+        if charted(update):
+            context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=chart_values(update)))
+
     p = paths.paths()
     where = device.resolve()  # fails fast, naming the device, before any work
     train_config = config.train_config()
@@ -74,9 +84,9 @@ def trained_model(
                          "training without the training lock (training_lock: false)")
         if processes == 1:
             result = train_model(p.dataset_dir, p.tokenizer_dir, p.checkpoint_dir, train_config, device=where,
-                                 progress=lambda update: context.log.info(update.message), lock=False)
+                                 progress=report, lock=False)
         else:
-            result = _train_with_torchrun(context, p, train_config, where, processes, pipes_subprocess_client)
+            result = _train_with_torchrun(context, p, train_config, where, processes, report)
         for prompt, text in result.samples:
             context.log.info(f"sample: {prompt!r} -> {text!r}")
         model, tokenizer = load_model(result.model_dir, device="cpu")
@@ -99,18 +109,45 @@ def _train_with_torchrun(
     train_config: TrainConfig,
     device: str,
     nproc_per_node: int,
-    pipes_client: dg.PipesSubprocessClient,
-) -> TrainResult:
-    """Launch data-parallel training under torchrun; rank 0 streams its progress through Pipes.
+    report: Callable[[Any], None],
+):  # -> TrainResult
+    """Launch data-parallel training under torchrun; rank 0 streams its progress through Dagster Pipes.
 
     The plan is made here first, so a bad key fails in seconds with its name rather than in every
-    worker after torchrun has started them.
+    worker after torchrun has started them. Rank 0's reports arrive as Pipes messages while it
+    trains and go through ``report`` as they come, so the log and the live chart keep up.
     """
+    from llm_assets.training.launch import torchrun_command
+    from llm_assets.training.plan import plan_training
+    from llm_assets.training.progress import TrainProgress
+    from llm_assets.training.train import TrainResult
+
     plan_training(p.dataset_dir, p.tokenizer_dir, train_config, world_size=nproc_per_node)
     with tempfile.TemporaryDirectory(prefix="llm-assets-train-") as tmp:
         result_path = Path(tmp) / "result.json"
         command = torchrun_command(nproc_per_node, p.dataset_dir, p.tokenizer_dir, p.checkpoint_dir,
                                    train_config, device, result_path, lock=False)
         context.log.info("launching: " + " ".join(command[:8]) + " ...")
-        pipes_client.run(command=command, context=context)
+        seen = 0
+
+        def relay(session: dg.PipesSession) -> None:
+            nonlocal seen
+            messages = session.get_custom_messages()
+            for message in messages[seen:]:
+                report(TrainProgress(**message))
+            seen = len(messages)
+
+        with dg.open_pipes_session(
+            context=context,
+            context_injector=dg.PipesTempFileContextInjector(),
+            message_reader=dg.PipesTempFileMessageReader(),
+        ) as session:
+            process = subprocess.Popen(command, env={**os.environ, **session.get_bootstrap_env_vars()})
+            while process.poll() is None:
+                time.sleep(0.5)
+                relay(session)
+        relay(session)
+        if process.returncode != 0:
+            raise dg.Failure(f"torchrun exited with code {process.returncode}; its output is in the step's log. "
+                             f"Checkpoints written so far are kept under {p.runs_dir}.")
         return TrainResult.model_validate_json(result_path.read_text(encoding="utf-8"))

@@ -11,9 +11,9 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llm_assets.training.devices import PRECISIONS
 from llm_assets.training.presets import get_preset
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEFAULT_PROMPTS = ["The fog lifted and", "It was a dark and stormy night;", "She opened the letter and read"]
 REPORT_TARGETS = ("none", "tensorboard")
 

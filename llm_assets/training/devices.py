@@ -11,8 +11,7 @@ from functools import lru_cache
 import torch
 
 from llm_assets.settings import DEVICE_CHOICES, DEVICE_VAR
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from llm_assets.training.config import PRECISIONS
 
 
 class DeviceUnavailableError(RuntimeError):

@@ -13,6 +13,7 @@ only then: this module never imports dagster).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -93,8 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dist.is_main and os.environ.get("DAGSTER_PIPES_CONTEXT"):
         from dagster_pipes import open_dagster_pipes
 
-        with open_dagster_pipes() as pipes:
-            result = train(lambda update: pipes.log.info(update.message))
+        with open_dagster_pipes() as pipes:  # every report goes to the asset, which logs and charts it
+            result = train(lambda update: pipes.report_custom_message(dataclasses.asdict(update)))
     else:
         result = train(_print_progress if dist.is_main else None)
     if dist.is_main and args.result_json is not None:
@@ -102,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One line per rank: every rank resumed where rank 0 decided.
     print(f"rank {dist.rank} of {dist.world_size}: resumed from step {result.resumed_from_step}, "
           f"finished at step {result.global_step}", flush=True)
+    if dist.world_size > 1:
+        import torch.distributed
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # a live gloo group can abort the interpreter at exit
     return 0
 
 

@@ -32,6 +32,35 @@ class TrainProgress:
 ProgressFn = Callable[[TrainProgress], None]
 
 
+class ChartPoints:
+    """Which reports become points of a live chart: every evaluation, and training reports spaced so
+    that a whole run gives at most ``max_points`` of them (its last step always included)."""
+
+    def __init__(self, max_points: int = 300) -> None:
+        self.max_points = max_points
+        self.last: int | None = None
+
+    def __call__(self, update: TrainProgress) -> bool:
+        if update.kind == "eval":
+            return True
+        if update.kind != "train":
+            return False
+        every = max(1, math.ceil(update.max_steps / self.max_points))
+        if self.last is not None and update.step - self.last < every and update.step < update.max_steps:
+            return False
+        self.last = update.step
+        return True
+
+
+def chart_values(update: TrainProgress) -> dict[str, float]:
+    """The numbers of a chart point, named as in the final metadata so the charts continue into it."""
+    if update.kind == "eval" and update.loss is not None:
+        return {"eval_loss": round(update.loss, 4), "step": update.step}
+    values = {"train_loss": update.loss, "learning_rate": update.learning_rate,
+              "tokens_per_second": update.tokens_per_second}
+    return {**{key: round(value, 6) for key, value in values.items() if value is not None}, "step": update.step}
+
+
 def notice(step: int, max_steps: int, message: str) -> TrainProgress:
     return TrainProgress(kind="notice", step=step, max_steps=max_steps, message=message)
 

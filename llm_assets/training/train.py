@@ -26,7 +26,7 @@ from llm_assets.training.devices import choose_precision, prepare_device
 from llm_assets.training.distributed import Distributed, decided_by_main
 from llm_assets.training.failures import cpu_precision, is_mps_error, is_out_of_memory, out_of_memory_error
 from llm_assets.training.generate import generate_text
-from llm_assets.training.hf_trainer import build_model, load_model, make_trainer, training_arguments
+from llm_assets.training.hf_trainer import build_model, load_model, make_trainer, tensorboard_dir, training_arguments
 from llm_assets.training.plan import TrainPlan, plan_training
 from llm_assets.training.plots import plot_loss_curve
 from llm_assets.training.progress import ProgressCallback, ProgressFn, notice, perplexity
@@ -144,6 +144,8 @@ class _Run:
         note = _schedule_note(first, plan)
         if note:
             self.say(note, first.step)
+        if plan.config.report_to == "tensorboard":
+            self.say(f"TensorBoard: tensorboard --logdir {tensorboard_dir(first.run_dir)}")
         fell_back, resume = False, first
         while True:
             try:

@@ -10,9 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from llm_assets.books.booklist import BookListError, IdEntry, QueryEntry, load_book_list, needs_catalog
-from llm_assets.books.selection import book_list_fingerprint, describe_change, ids_fingerprint, resolve_book_list
+from llm_assets.books.booklist import (
+    BookListError,
+    IdEntry,
+    QueryEntry,
+    load_book_list,
+    needs_catalog,
+)
 from llm_assets.books.catalog import Catalog, CatalogQuery, load_catalog, parse_catalog
+from llm_assets.books.selection import (
+    book_list_fingerprint,
+    describe_change,
+    ids_fingerprint,
+    resolve_book_list,
+)
 
 REPO_BOOK_LIST = Path(__file__).resolve().parents[2] / "data" / "books.yaml"
 

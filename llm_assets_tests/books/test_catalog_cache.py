@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 from datetime import datetime, timedelta
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import importlib.metadata
 from llm_assets.books.catalog import CatalogError
 from llm_assets.books.catalog_cache import (
     CATALOG_FILE,
@@ -18,17 +18,12 @@ from llm_assets.books.catalog_cache import (
     cached_catalog,
     fetch_catalog,
 )
-from llm_assets.books.gutenberg import FileUnavailableError, GutenbergClient
-from llm_assets_tests.gutenberg_server import CATALOG_PATH, GutenbergMirror
+from llm_assets.books.gutenberg import FileUnavailableError
+from llm_assets_tests.gutenberg_server import CATALOG_PATH, GutenbergMirror, fast_client
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pg_catalog.csv"
 CATALOG = FIXTURE.read_bytes()
 
-
-def _client(mirror: GutenbergMirror, **kwargs) -> GutenbergClient:
-    options = {"timeout": 0.5, "max_attempts": 3, "backoff_seconds": 0.01}
-    options.update(kwargs)
-    return GutenbergClient(mirror.url, **options)
 
 
 @pytest.fixture
@@ -38,7 +33,7 @@ def mirror(gutenberg_mirror: GutenbergMirror) -> GutenbergMirror:
 
 
 def test_first_call_downloads_and_records_the_file(mirror, tmp_path) -> None:
-    got = fetch_catalog(tmp_path, _client(mirror))
+    got = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     assert mirror.count(CATALOG_PATH) == 1 and got.downloaded and not got.stale
     assert got.reason == "no cached catalog"
     assert f"llm-assets/{importlib.metadata.version('llm-assets')}" in mirror.requests[0].headers["User-Agent"]
@@ -52,9 +47,9 @@ def test_first_call_downloads_and_records_the_file(mirror, tmp_path) -> None:
 
 
 def test_second_call_makes_no_request(mirror, tmp_path) -> None:
-    first = fetch_catalog(tmp_path, _client(mirror))
+    first = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     mirror.clear_log()
-    again = fetch_catalog(tmp_path, _client(mirror))
+    again = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     assert mirror.count() == 0 and not again.downloaded
     assert again.sha256 == first.sha256 and again.fetched_at == first.fetched_at
     assert again.reason.startswith("cached copy is") and len(again.catalog) == 48
@@ -62,28 +57,28 @@ def test_second_call_makes_no_request(mirror, tmp_path) -> None:
 
 
 def test_refresh_downloads_again(mirror, tmp_path) -> None:
-    fetch_catalog(tmp_path, _client(mirror))
+    fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     mirror.add_catalog(CATALOG.replace(b"Ontboezemingen", b"Ontboezemingen (2nd ed.)"))
-    got = fetch_catalog(tmp_path, _client(mirror), refresh=True)
+    got = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3), refresh=True)
     assert mirror.count(CATALOG_PATH) == 2 and got.downloaded and got.reason == "refresh requested"
     assert got.catalog.get(24675).title == "Ontboezemingen (2nd ed.)"
 
 
 def test_only_an_expired_copy_is_downloaded_again(mirror, tmp_path) -> None:
-    first = fetch_catalog(tmp_path, _client(mirror))
+    first = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     week = timedelta(days=7)
-    kept = fetch_catalog(tmp_path, _client(mirror), max_age=week, now=first.fetched_at + timedelta(days=6))
+    kept = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3), max_age=week, now=first.fetched_at + timedelta(days=6))
     assert not kept.downloaded and kept.reason == "cached copy is 6 days old"
-    never = fetch_catalog(tmp_path, _client(mirror), max_age=None, now=first.fetched_at + timedelta(days=999))
+    never = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3), max_age=None, now=first.fetched_at + timedelta(days=999))
     assert not never.downloaded and mirror.count(CATALOG_PATH) == 1
-    old = fetch_catalog(tmp_path, _client(mirror), max_age=week, now=first.fetched_at + timedelta(days=8))
+    old = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3), max_age=week, now=first.fetched_at + timedelta(days=8))
     assert old.downloaded and mirror.count(CATALOG_PATH) == 2
     assert old.reason == "cached copy is 8 days old (max_age 7 days)"
 
 
 @pytest.mark.parametrize("damage", ["same size", "shorter", "no metadata", "bad metadata"])
 def test_a_damaged_copy_is_downloaded_again(mirror, tmp_path, caplog, damage: str) -> None:
-    fetch_catalog(tmp_path, _client(mirror))
+    fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     path, meta = tmp_path / CATALOG_FILE, tmp_path / CATALOG_META_FILE
     if damage == "same size":
         path.write_bytes(CATALOG.replace(b"Dickens", b"Dickenz"))
@@ -95,7 +90,7 @@ def test_a_damaged_copy_is_downloaded_again(mirror, tmp_path, caplog, damage: st
         meta.write_text("{not json")
     assert cached_catalog(tmp_path) is None
     with caplog.at_level(logging.WARNING):
-        got = fetch_catalog(tmp_path, _client(mirror))
+        got = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     assert got.downloaded and mirror.count(CATALOG_PATH) == 2
     assert "downloading the catalog again" in caplog.text
     assert path.read_bytes() == CATALOG and cached_catalog(tmp_path) is not None
@@ -109,7 +104,7 @@ def test_an_html_error_page_is_refused_and_nothing_cached(gutenberg_mirror, tmp_
     else:
         gutenberg_mirror.add_catalog(b"\n<!DOCTYPE html><html><body>Are you a robot?</body></html>\n")
     with pytest.raises(FileUnavailableError, match="HTML") as caught:
-        fetch_catalog(tmp_path, _client(gutenberg_mirror))
+        fetch_catalog(tmp_path, fast_client(gutenberg_mirror, max_attempts=3))
     assert caught.value.url.endswith(CATALOG_PATH)
     assert gutenberg_mirror.count(CATALOG_PATH) == 1  # not retried: it will not get better
     assert not (tmp_path / CATALOG_FILE).exists() and not (tmp_path / CATALOG_META_FILE).exists()
@@ -118,44 +113,44 @@ def test_an_html_error_page_is_refused_and_nothing_cached(gutenberg_mirror, tmp_
 def test_text_that_is_not_the_catalog_is_refused(gutenberg_mirror, tmp_path) -> None:
     gutenberg_mirror.add_catalog(b"Service temporarily unavailable, please try again later.\n")
     with pytest.raises(CatalogError, match=r"pg_catalog.csv, line 1: not Project Gutenberg's catalog"):
-        fetch_catalog(tmp_path, _client(gutenberg_mirror))
+        fetch_catalog(tmp_path, fast_client(gutenberg_mirror, max_attempts=3))
     assert not (tmp_path / CATALOG_FILE).exists()
 
 
 def test_missing_catalog_names_the_url(gutenberg_mirror, tmp_path) -> None:
     with pytest.raises(FileUnavailableError, match=r"pg_catalog.csv is unavailable: HTTP 404"):
-        fetch_catalog(tmp_path, _client(gutenberg_mirror))
+        fetch_catalog(tmp_path, fast_client(gutenberg_mirror, max_attempts=3))
     assert gutenberg_mirror.count() == 1
 
 
 def test_transient_failures_are_retried_by_the_client(mirror, tmp_path) -> None:
     mirror.fail(CATALOG_PATH, status=503, times=1)
     mirror.truncate(CATALOG_PATH, times=1)
-    got = fetch_catalog(tmp_path, _client(mirror))
+    got = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     assert got.downloaded and mirror.count(CATALOG_PATH) == 3
     assert (tmp_path / CATALOG_FILE).read_bytes() == CATALOG
 
 
 def test_the_catalog_may_be_larger_than_any_book(mirror, tmp_path) -> None:
-    client = _client(mirror, max_bytes=1000)  # books capped at 1 kB; the catalog is ~14 kB
+    client = fast_client(mirror, max_attempts=3, max_bytes=1000)  # books capped at 1 kB; the catalog is ~14 kB
     assert len(fetch_catalog(tmp_path, client).catalog) == 48
 
 
 def test_a_failed_refresh_by_age_keeps_the_old_copy(mirror, tmp_path, caplog) -> None:
-    first = fetch_catalog(tmp_path, _client(mirror))
+    first = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     mirror.fail(CATALOG_PATH, status=503, times=None)
     later = first.fetched_at + timedelta(days=30)
     with caplog.at_level(logging.WARNING):
-        got = fetch_catalog(tmp_path, _client(mirror), now=later)
+        got = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3), now=later)
     assert got.stale and not got.downloaded and got.sha256 == first.sha256
     assert "refresh failed" in got.reason and "HTTP 503" in got.reason
     assert "catalog refresh failed, using the 30 days old copy" in caplog.text
     with pytest.raises(FileUnavailableError, match="HTTP 503"):
-        fetch_catalog(tmp_path, _client(mirror), refresh=True)  # asked for: no silent fallback
+        fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3), refresh=True)  # asked for: no silent fallback
     assert (tmp_path / CATALOG_FILE).read_bytes() == CATALOG
 
 
 def test_fetched_at_is_utc_and_recent(mirror, tmp_path) -> None:
-    got = fetch_catalog(tmp_path, _client(mirror))
+    got = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     assert got.fetched_at.utcoffset() == timedelta(0)
     assert abs(got.age(datetime.now(got.fetched_at.tzinfo))) < timedelta(minutes=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from llm_assets.books.cleaning import clean_book, clean_text, decode_gutenberg

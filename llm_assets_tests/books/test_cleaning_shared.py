@@ -10,8 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_assets.books.cleaning import clean_book, decode_gutenberg, find_boilerplate_lines
-from llm_assets_tests.books.shared_books import load_manifest, score_raw, total, variants
+from llm_assets.books.cleaning import (
+    clean_book,
+    decode_gutenberg,
+    find_boilerplate_lines,
+)
+from llm_assets_tests.books.shared_books import (
+    load_manifest,
+    score_raw,
+    total,
+    variants,
+)
 
 THRESHOLD = 0.995
 

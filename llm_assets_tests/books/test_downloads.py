@@ -10,22 +10,15 @@ import pytest
 
 from llm_assets.books.corpus import build_corpus
 from llm_assets.books.downloads import download_books
-from llm_assets.books.gutenberg import BookUnavailableError, GutenbergClient, NotABookError
-from llm_assets_tests.gutenberg_server import GutenbergMirror, book_path, make_books
-
-
-def _client(mirror: GutenbergMirror, **kwargs) -> GutenbergClient:
-    options = {"timeout": 0.5, "max_attempts": 4, "backoff_seconds": 0.01}
-    options.update(kwargs)
-    return GutenbergClient(mirror.url, **options)
-
-
-@pytest.fixture
-def books(gutenberg_mirror: GutenbergMirror) -> dict:
-    generated = make_books([11, 22, 33])
-    for book_id, book in generated.items():
-        gutenberg_mirror.add_book(book_id, book.raw)
-    return generated
+from llm_assets.books.gutenberg import (
+    BookUnavailableError,
+    NotABookError,
+)
+from llm_assets_tests.gutenberg_server import (
+    GutenbergMirror,
+    book_path,
+    fast_client,
+)
 
 
 def _selection(raw_dir: Path) -> dict:
@@ -36,7 +29,7 @@ def test_download_writes_bytes_as_served_and_records_them(gutenberg_mirror, book
     raw_dir = tmp_path / "raw"
     seen = []
     report = download_books(
-        [33, 11, 22], raw_dir, _client(gutenberg_mirror),
+        [33, 11, 22], raw_dir, fast_client(gutenberg_mirror),
         progress=lambda n, total, book: seen.append((n, total, book.book_id)),
     )
     assert seen == [(1, 3, 33), (2, 3, 11), (3, 3, 22)]
@@ -54,25 +47,25 @@ def test_download_writes_bytes_as_served_and_records_them(gutenberg_mirror, book
 
 
 def test_unchanged_rerun_makes_no_request(gutenberg_mirror, books, tmp_path) -> None:
-    download_books([11, 22, 33], tmp_path, _client(gutenberg_mirror))
+    download_books([11, 22, 33], tmp_path, fast_client(gutenberg_mirror))
     gutenberg_mirror.clear_log()
-    report = download_books([11, 22, 33], tmp_path, _client(gutenberg_mirror))
+    report = download_books([11, 22, 33], tmp_path, fast_client(gutenberg_mirror))
     assert gutenberg_mirror.count() == 0 and report.requests == 0
     assert not any(b.fetched for b in report.books)
 
 
 def test_adding_a_book_fetches_that_book_alone(gutenberg_mirror, books, tmp_path) -> None:
-    download_books([11, 22], tmp_path, _client(gutenberg_mirror))
+    download_books([11, 22], tmp_path, fast_client(gutenberg_mirror))
     gutenberg_mirror.clear_log()
-    report = download_books([11, 22, 33], tmp_path, _client(gutenberg_mirror))
+    report = download_books([11, 22, 33], tmp_path, fast_client(gutenberg_mirror))
     assert [r.path for r in gutenberg_mirror.requests] == [book_path(33)]
     assert [b.fetched for b in report.books] == [False, False, True]
 
 
 def test_removing_a_book_removes_it_from_the_corpus(gutenberg_mirror, books, tmp_path) -> None:
     raw = tmp_path / "raw"
-    download_books([11, 22, 33], raw, _client(gutenberg_mirror))
-    download_books([11, 33], raw, _client(gutenberg_mirror))
+    download_books([11, 22, 33], raw, fast_client(gutenberg_mirror))
+    download_books([11, 33], raw, fast_client(gutenberg_mirror))
     assert [b["id"] for b in _selection(raw)["books"]] == [11, 33]
     report = build_corpus(raw, tmp_path / "all.txt")
     assert [b.id for b in report.books] == [11, 33]
@@ -80,32 +73,32 @@ def test_removing_a_book_removes_it_from_the_corpus(gutenberg_mirror, books, tmp
 
 
 def test_force_refresh_downloads_again(gutenberg_mirror, books, tmp_path) -> None:
-    download_books([11, 22], tmp_path, _client(gutenberg_mirror))
+    download_books([11, 22], tmp_path, fast_client(gutenberg_mirror))
     gutenberg_mirror.clear_log()
-    report = download_books([11, 22], tmp_path, _client(gutenberg_mirror), force_refresh=True)
+    report = download_books([11, 22], tmp_path, fast_client(gutenberg_mirror), force_refresh=True)
     assert gutenberg_mirror.count() == 2 and all(b.fetched for b in report.books)
 
 
 def test_a_changed_file_on_disk_is_fetched_again(gutenberg_mirror, books, tmp_path) -> None:
-    download_books([11, 22], tmp_path, _client(gutenberg_mirror))
+    download_books([11, 22], tmp_path, fast_client(gutenberg_mirror))
     (tmp_path / "22.txt").write_bytes(books[22].raw[:-1] + b"X")  # same size, other hash
     gutenberg_mirror.clear_log()
-    download_books([11, 22], tmp_path, _client(gutenberg_mirror))
+    download_books([11, 22], tmp_path, fast_client(gutenberg_mirror))
     assert [r.path for r in gutenberg_mirror.requests] == [book_path(22)]
     assert (tmp_path / "22.txt").read_bytes() == books[22].raw
 
 
 def test_a_damaged_index_means_downloading_again(gutenberg_mirror, books, tmp_path) -> None:
-    download_books([11], tmp_path, _client(gutenberg_mirror))
+    download_books([11], tmp_path, fast_client(gutenberg_mirror))
     (tmp_path / "index.json").write_text("{not json")
-    report = download_books([11], tmp_path, _client(gutenberg_mirror))
+    report = download_books([11], tmp_path, fast_client(gutenberg_mirror))
     assert report.books[0].fetched
 
 
 @pytest.mark.parametrize("fault", ["missing", "html", "truncated"])
 def test_unavailable_book_fails_the_run_and_loses_nothing(gutenberg_mirror, books, tmp_path, fault) -> None:
     raw = tmp_path / "raw"
-    download_books([11], raw, _client(gutenberg_mirror))
+    download_books([11], raw, fast_client(gutenberg_mirror))
     before = _selection(raw)
     if fault == "missing":
         bad = 404
@@ -116,7 +109,7 @@ def test_unavailable_book_fails_the_run_and_loses_nothing(gutenberg_mirror, book
         bad = 22
         gutenberg_mirror.truncate(22, times=None)
     with pytest.raises(BookUnavailableError) as caught:
-        download_books([11, bad, 33], raw, _client(gutenberg_mirror, max_attempts=2))
+        download_books([11, bad, 33], raw, fast_client(gutenberg_mirror, max_attempts=2))
     error = caught.value
     assert error.book_id == bad and error.urls_tried
     assert str(bad) in str(error) and error.urls_tried[0] in str(error)
@@ -130,20 +123,20 @@ def test_unavailable_book_fails_the_run_and_loses_nothing(gutenberg_mirror, book
     assert _selection(raw) == before  # no partial selection written
     # Fix the list: the books already fetched cost no request.
     gutenberg_mirror.clear_log()
-    download_books([11, 33], raw, _client(gutenberg_mirror))
+    download_books([11, 33], raw, fast_client(gutenberg_mirror))
     assert gutenberg_mirror.count() == 0
 
 
 def test_several_unavailable_books_are_all_named(gutenberg_mirror, books, tmp_path) -> None:
     with pytest.raises(BookUnavailableError, match=r"also unavailable: 405") as caught:
-        download_books([404, 11, 405], tmp_path, _client(gutenberg_mirror))
+        download_books([404, 11, 405], tmp_path, fast_client(gutenberg_mirror))
     assert caught.value.book_id == 404
 
 
 def test_skip_unavailable_lists_skipped_books(gutenberg_mirror, books, tmp_path) -> None:
     gutenberg_mirror.serve_html(22)
     report = download_books(
-        [11, 22, 404, 33], tmp_path, _client(gutenberg_mirror), skip_unavailable=True
+        [11, 22, 404, 33], tmp_path, fast_client(gutenberg_mirror), skip_unavailable=True
     )
     assert [b.book_id for b in report.books] == [11, 33]
     assert [book_id for book_id, _ in report.skipped] == [22, 404]
@@ -155,7 +148,7 @@ def test_skip_unavailable_lists_skipped_books(gutenberg_mirror, books, tmp_path)
 
 def test_bad_ids_are_rejected_before_any_request(gutenberg_mirror, tmp_path) -> None:
     with pytest.raises(ValueError):
-        download_books([11, -3], tmp_path, _client(gutenberg_mirror))
+        download_books([11, -3], tmp_path, fast_client(gutenberg_mirror))
     assert gutenberg_mirror.count() == 0
 
 
@@ -173,7 +166,7 @@ def test_shared_books_through_a_faulty_mirror(shared_gutenberg, tmp_path) -> Non
         mirror.truncate(ids[2], times=1)
         mirror.slow(ids[3], delay=0.6, times=1)
         raw = tmp_path / "raw"
-        report = download_books(ids, raw, _client(mirror, timeout=0.3))
+        report = download_books(ids, raw, fast_client(mirror, timeout=0.3))
         assert len(report.books) == 18
         for book_id, book in manifest.items():
             assert (raw / f"{book_id}.txt").read_bytes() == book.raw()
@@ -185,5 +178,5 @@ def test_shared_books_through_a_faulty_mirror(shared_gutenberg, tmp_path) -> Non
             assert score.recall >= 0.995 and score.precision >= 0.995 and not score.leaked
         assert corpus.unmarked == ()
         mirror.clear_log()
-        download_books(ids, raw, _client(mirror))
+        download_books(ids, raw, fast_client(mirror))
         assert mirror.count() == 0

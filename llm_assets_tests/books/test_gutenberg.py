@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import time
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
-
-import importlib.metadata
 
 from llm_assets.books.gutenberg import (
     GUTENBERG_ORG,
@@ -17,28 +16,16 @@ from llm_assets.books.gutenberg import (
     NotABookError,
     parse_retry_after,
 )
-from llm_assets_tests.gutenberg_server import GutenbergMirror, book_path, make_books
-
-
-def _client(mirror: GutenbergMirror, **kwargs) -> GutenbergClient:
-    options = {"timeout": 0.5, "max_attempts": 4, "backoff_seconds": 0.01}
-    options.update(kwargs)
-    return GutenbergClient(mirror.url, **options)
-
-
-@pytest.fixture
-def books(gutenberg_mirror: GutenbergMirror) -> dict:
-    generated = make_books([11, 22, 33])
-    for book_id, book in generated.items():
-        gutenberg_mirror.add_book(book_id, book.raw)
-    return generated
-
+from llm_assets_tests.gutenberg_server import (
+    book_path,
+    fast_client,
+)
 
 # --- politeness --------------------------------------------------------------------------------
 
 
 def test_user_agent_names_the_project_and_version(gutenberg_mirror, books) -> None:
-    _client(gutenberg_mirror).fetch(11)
+    fast_client(gutenberg_mirror).fetch(11)
     agent = gutenberg_mirror.requests[0].headers["User-Agent"]
     assert f"llm-assets/{importlib.metadata.version('llm-assets')}" in agent
 
@@ -62,7 +49,7 @@ def test_urls_follow_the_mirror_layout() -> None:
 
 
 def test_min_interval_spaces_requests(gutenberg_mirror, books) -> None:
-    client = _client(gutenberg_mirror, min_interval=0.25)
+    client = fast_client(gutenberg_mirror, min_interval=0.25)
     gutenberg_mirror.fail(22, status=503, times=1)
     for book_id in books:
         client.fetch(book_id)
@@ -72,7 +59,7 @@ def test_min_interval_spaces_requests(gutenberg_mirror, books) -> None:
 
 
 def test_no_pause_on_other_mirrors(gutenberg_mirror, books) -> None:
-    client = _client(gutenberg_mirror)
+    client = fast_client(gutenberg_mirror)
     began = time.monotonic()
     for _ in range(3):
         for book_id in books:
@@ -85,7 +72,7 @@ def test_no_pause_on_other_mirrors(gutenberg_mirror, books) -> None:
 
 def test_transient_503s_are_retried(gutenberg_mirror, books) -> None:
     gutenberg_mirror.fail(11, status=503, times=2)
-    client = _client(gutenberg_mirror)
+    client = fast_client(gutenberg_mirror)
     body, url = client.fetch(11)
     assert body == books[11].raw and url.endswith(book_path(11))
     assert gutenberg_mirror.count(11) == 3 and client.requests_made == 3
@@ -94,14 +81,14 @@ def test_transient_503s_are_retried(gutenberg_mirror, books) -> None:
 def test_backoff_grows_between_attempts(gutenberg_mirror, books) -> None:
     gutenberg_mirror.fail(11, status=500, times=3)
     began = time.monotonic()
-    _client(gutenberg_mirror, backoff_seconds=0.1).fetch(11)
+    fast_client(gutenberg_mirror, backoff_seconds=0.1).fetch(11)
     assert time.monotonic() - began >= 0.1 + 0.2 + 0.4 - 0.02  # 0.1 * 2**n
 
 
 def test_429_honours_retry_after(gutenberg_mirror, books) -> None:
     gutenberg_mirror.fail(11, status=429, times=1, retry_after="1")
     began = time.monotonic()
-    body, _ = _client(gutenberg_mirror).fetch(11)
+    body, _ = fast_client(gutenberg_mirror).fetch(11)
     assert body == books[11].raw
     assert time.monotonic() - began >= 0.95  # not the 0.01 s backoff
     assert gutenberg_mirror.count(11) == 2
@@ -118,21 +105,21 @@ def test_parse_retry_after() -> None:
 def test_retries_are_bounded(gutenberg_mirror, books) -> None:
     gutenberg_mirror.fail(11, status=503, times=None)
     with pytest.raises(BookUnavailableError) as caught:
-        _client(gutenberg_mirror, max_attempts=3).fetch(11)
+        fast_client(gutenberg_mirror, max_attempts=3).fetch(11)
     assert gutenberg_mirror.count(11) == 3
     assert "HTTP 503" in str(caught.value) and caught.value.book_id == 11
 
 
 def test_body_shorter_than_content_length_is_a_failed_attempt(gutenberg_mirror, books) -> None:
     gutenberg_mirror.truncate(22, times=2, keep=0.4)
-    body, _ = _client(gutenberg_mirror).fetch(22)
+    body, _ = fast_client(gutenberg_mirror).fetch(22)
     assert body == books[22].raw
     assert gutenberg_mirror.count(22) == 3
 
 
 def test_slow_response_times_out_and_is_retried(gutenberg_mirror, books) -> None:
     gutenberg_mirror.slow(33, delay=0.8, times=1)
-    body, _ = _client(gutenberg_mirror, timeout=0.3).fetch(33)
+    body, _ = fast_client(gutenberg_mirror, timeout=0.3).fetch(33)
     assert body == books[33].raw
     assert gutenberg_mirror.count(33) == 2
 
@@ -140,12 +127,12 @@ def test_slow_response_times_out_and_is_retried(gutenberg_mirror, books) -> None
 def test_always_slow_gives_up(gutenberg_mirror, books) -> None:
     gutenberg_mirror.slow(33, delay=0.6, times=None)
     with pytest.raises(BookUnavailableError, match="(?i)timeout|timed out"):
-        _client(gutenberg_mirror, timeout=0.2, max_attempts=2).fetch(33)
+        fast_client(gutenberg_mirror, timeout=0.2, max_attempts=2).fetch(33)
 
 
 def test_dropped_connection_is_retried(gutenberg_mirror, books) -> None:
     gutenberg_mirror.reset(11, times=1)
-    assert _client(gutenberg_mirror).fetch(11)[0] == books[11].raw
+    assert fast_client(gutenberg_mirror).fetch(11)[0] == books[11].raw
     assert gutenberg_mirror.count(11) == 2
 
 
@@ -154,7 +141,7 @@ def test_dropped_connection_is_retried(gutenberg_mirror, books) -> None:
 
 def test_404_is_not_retried_and_names_id_and_urls(gutenberg_mirror) -> None:
     with pytest.raises(BookUnavailableError) as caught:
-        _client(gutenberg_mirror).fetch(404)
+        fast_client(gutenberg_mirror).fetch(404)
     error = caught.value
     assert not isinstance(error, NotABookError)
     assert error.book_id == 404
@@ -166,22 +153,22 @@ def test_404_is_not_retried_and_names_id_and_urls(gutenberg_mirror) -> None:
 def test_html_page_with_200_is_not_a_book(gutenberg_mirror, books) -> None:
     gutenberg_mirror.serve_html(11)
     with pytest.raises(NotABookError, match="11.*HTML"):
-        _client(gutenberg_mirror).fetch(11)
+        fast_client(gutenberg_mirror).fetch(11)
     assert gutenberg_mirror.count(11) == 1
 
 
 def test_html_served_as_text_plain_is_still_not_a_book(gutenberg_mirror) -> None:
     gutenberg_mirror.add_book(5, b"\n  <!DOCTYPE html><html><body>captcha</body></html>")
     with pytest.raises(NotABookError):
-        _client(gutenberg_mirror).fetch(5)
+        fast_client(gutenberg_mirror).fetch(5)
 
 
 def test_empty_body_is_not_a_book(gutenberg_mirror, books) -> None:
     gutenberg_mirror.serve_empty(11)
     with pytest.raises(NotABookError, match="empty"):
-        _client(gutenberg_mirror).fetch(11)
+        fast_client(gutenberg_mirror).fetch(11)
 
 
 def test_absurdly_large_body_is_not_a_book(gutenberg_mirror, books) -> None:
     with pytest.raises(NotABookError, match="max_bytes"):
-        _client(gutenberg_mirror, max_bytes=1000).fetch(11)
+        fast_client(gutenberg_mirror, max_bytes=1000).fetch(11)

@@ -47,7 +47,15 @@ TINY_RUN_CONFIG = {
         },
     }
 }
-FIRST_RUN_TIMEOUT_S = 360.0
+# The first run trains longer, so the browser can watch the live loss chart grow mid-run.
+LIVE_RUN_CONFIG = {
+    "ops": {
+        "tokenizer": {"config": {"vocab_size": 1000}},
+        "trained_model": {"config": {"preset": "tiny", "max_steps": 300, "save_steps": 150, "logging_steps": 5}},
+    }
+}
+LIVE_POINTS = 4  # chart points to wait for before the mid-run screenshot
+FIRST_RUN_TIMEOUT_S = 420.0
 AUTOMATIC_RUN_TIMEOUT_S = 300.0  # the sensor ticks every 30 s, then the run itself
 UI_TIMEOUT_MS = 60_000
 
@@ -176,11 +184,52 @@ def _dismiss_community_dialog(page) -> bool:
     return True
 
 
-def _shot(page, folder: Path, name: str, shots: list[Path]) -> None:
+def _shot(page, folder: Path, name: str, shots: list[Path], full_page: bool = False) -> None:
     path = folder / name
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     shots.append(path)
     print(f"screenshot: {path}")
+
+
+def _open_plots(page, server: DagsterDev, first_visit: bool = False) -> None:
+    """trained_model's page, its metadata shown as plots (numeric metadata over events)."""
+    page.goto(f"{server.url}/assets/trained_model")
+    if first_visit:
+        _dismiss_community_dialog(page)
+    page.get_by_role("button", name="Plots").click()
+
+
+def _watch_the_live_chart(server: DagsterDev, home: Path, run_id: str, chromium: str, folder: Path,
+                          shots: list[Path]) -> None:
+    """Mid-run: once training has reported a few chart points, the asset page plots them."""
+    from playwright.sync_api import expect, sync_playwright
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        deadline = time.monotonic() + FIRST_RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            points = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION).records
+            if len(points) >= LIVE_POINTS or instance.get_run_by_id(run_id).is_finished:
+                break
+            time.sleep(0.5)
+        assert len(points) >= LIVE_POINTS, f"no live chart points while training ({len(points)})"
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1400})
+                page.set_default_timeout(UI_TIMEOUT_MS)
+                _open_plots(page, server, first_visit=True)
+                for key in ("train_loss", "tokens_per_second"):
+                    expect(page.get_by_text(key, exact=True).first).to_be_visible()
+                page.wait_for_timeout(1500)
+                _shot(page, folder, "00-live-chart-mid-run.png", shots, full_page=True)
+            finally:
+                browser.close()
+        run = instance.get_run_by_id(run_id)
+        assert not run.is_finished, "the run ended before the mid-run screenshot: train longer"
+        print(f"live chart: {len(points)}+ points, screenshot taken while the run was {run.status.value}")
+    finally:
+        instance.dispose()
 
 
 def _check_ui(server: DagsterDev, chromium: str, folder: Path, shots: list[Path]) -> None:
@@ -224,6 +273,12 @@ def _check_ui(server: DagsterDev, chromium: str, folder: Path, shots: list[Path]
             assert width >= 200 and height >= 100, f"the loss curve is only {width}x{height} pixels"
             page.wait_for_timeout(1000)  # the dialog fades in: let the screenshot show it settled
             _shot(page, folder, "04-loss-curve.png", shots)
+
+            # The finished run's charts: the live points, continued by the final metadata.
+            _open_plots(page, server)
+            expect(page.get_by_text("eval_loss", exact=True).first).to_be_visible()
+            page.wait_for_timeout(1500)
+            _shot(page, folder, "04b-charts-after-the-run.png", shots, full_page=True)
         finally:
             browser.close()
 
@@ -268,20 +323,24 @@ def test_webui_shows_the_pipeline_and_automation_reruns_it(
             LLM_ASSETS_CHECKPOINT_DIR=str(checkpoints),
             GUTENBERG_MIRROR=mirror.url,
             LLM_DEVICE="cpu",
+            # One thread per step: on a shared 2-core machine two OpenMP threads stall on each other's
+            # barriers whenever a neighbour is busy (see training/conftest.py).
+            OMP_NUM_THREADS="1",
         )
         started = time.monotonic()
         server = start_dagster_dev(cwd, env, tmp_path / "dagster-dev.log")
         print(f"dagster dev ready at {server.url} after {time.monotonic() - started:.0f} s")
 
-        # 1. A tiny run of all five assets, launched as the UI launches it.
+        # 1. A tiny run of all five assets, launched as the UI launches it; its loss chart grows live.
         started = time.monotonic()
-        run_id = _launch(server, TINY_RUN_CONFIG)
+        shots: list[Path] = []
+        run_id = _launch(server, LIVE_RUN_CONFIG)
+        _watch_the_live_chart(server, home, run_id, chromium_executable, screenshot_dir, shots)
         _wait_for_run(server, run_id, FIRST_RUN_TIMEOUT_S)
         print(f"first run {run_id} succeeded in {time.monotonic() - started:.0f} s")
         assert (checkpoints / "latest" / "config.json").is_file()
 
         # 2. What a user sees.
-        shots: list[Path] = []
         _check_ui(server, chromium_executable, screenshot_dir, shots)
 
         # 3. The user adds a book; automation notices and re-runs with data/run_config.yaml.

@@ -60,6 +60,12 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     return {key: value.value for key, value in event.metadata.items()}
 
 
+def _chart_points(instance: dg.DagsterInstance, run_id: str) -> list[dict]:
+    """The live chart's points: trained_model's observations during the run, in order."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION).records
+    return [{k: v.value for k, v in r.event_log_entry.asset_observation.metadata.items()} for r in records]
+
+
 def test_pipeline_end_to_end(project, capsys):
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -104,6 +110,11 @@ def test_pipeline_end_to_end(project, capsys):
     assert meta["resumed_from_step"] == 0 and meta["train_tokens"] > 0
     assert "data:image/png;base64," in meta["loss_curve"]
     assert list(checkpoints.rglob("checkpoint-*/trainer_state.json"))
+    # While it trained, the live chart grew: a point per logged step and per evaluation.
+    points = _chart_points(instance, result.run_id)
+    assert [p["step"] for p in points if "train_loss" in p] == [1, 10, 20, 30, 40]
+    assert [p["step"] for p in points if "eval_loss" in p] == [20, 40]
+    assert all(p["tokens_per_second"] > 0 for p in points if "train_loss" in p and p["step"] > 1)
 
     # The CLI generates from checkpoints/latest.
     assert cli.main(["generate", "The fog lifted and", "--max-new-tokens", "12", "--seed", "1"]) == 0
@@ -132,6 +143,7 @@ def test_pipeline_end_to_end(project, capsys):
     assert meta["train_tokens"] == 4 * 2 * meta["batch_size"] * CONTEXT
     logs = "\n".join(str(r.user_message) for r in instance.all_logs(parallel.run_id))
     assert "step 4/4" in logs  # rank 0's progress reached the Dagster log through Pipes
+    assert [p["step"] for p in _chart_points(instance, parallel.run_id) if "train_loss" in p] == [1, 2, 3, 4]
 
 
 def test_removing_a_book_removes_it_from_the_corpus(project):
@@ -156,8 +168,7 @@ def test_explicit_absent_device_fails_before_training(project, monkeypatch):
     monkeypatch.setenv("LLM_DEVICE", "mps")
     result = dg.materialize(
         [trained_model],
-        resources={"paths": PathsResource(), "device": DeviceResource(),
-                   "pipes_subprocess_client": dg.PipesSubprocessClient()},
+        resources={"paths": PathsResource(), "device": DeviceResource()},
         raise_on_error=False,
     )
     assert not result.success

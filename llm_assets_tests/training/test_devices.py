@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from llm_assets.definitions import PRELOADED
 from llm_assets.training.devices import (
     DeviceUnavailableError,
     choose_precision,
@@ -62,7 +63,8 @@ if "llm_assets" in sys.modules:
 print(repr(seen))
 """
 ENTRY_POINTS = {
-    "dagster code location": ["dagster", "llm_assets"],  # dagster dev / dagster asset materialize -m llm_assets
+    # dagster dev / dagster asset materialize -m llm_assets, then the executor's fork server
+    "dagster code location": ["dagster", "llm_assets", *PRELOADED],
     "llm-assets command": ["llm_assets.cli", "llm_assets.training.generate"],
     "torchrun worker": ["llm_assets.training.launch"],
 }

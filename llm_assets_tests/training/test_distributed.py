@@ -25,7 +25,10 @@ dist = Distributed.from_env()
 # Each rank looks at its own view of the storage; rank 1's has not caught up (shows no checkpoint).
 local = choose_resume(Path(sys.argv[1 + dist.rank]), 8)
 agreed = decided_by_main(dist, "cpu", local.to_json())
-print(json.dumps({"rank": dist.rank, "local": local.step, "agreed": agreed["step"], "dir": agreed["run_dir"]}))
+seen = {"rank": dist.rank, "local": local.step, "agreed": agreed["step"], "dir": agreed["run_dir"]}
+Path(sys.argv[3], f"rank{dist.rank}.json").write_text(json.dumps(seen))
+import torch.distributed
+torch.distributed.destroy_process_group()  # a live gloo group can abort the interpreter at exit
 """
 
 
@@ -49,12 +52,11 @@ def test_every_rank_takes_rank_0s_resume_decision(trained, tmp_path: Path) -> No
     script.write_text(AGREE)
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(seen_by_rank_0), str(seen_by_rank_1)],
+         str(script), str(seen_by_rank_0), str(seen_by_rank_1), str(tmp_path)],
         env=subprocess_env(), capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
-                   key=lambda r: r["rank"])
+    lines = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["local"] for r in lines] == [4, 0]  # the two views differ ...
     assert [r["agreed"] for r in lines] == [4, 4]  # ... and both ranks resume where rank 0 decided
     assert {r["dir"] for r in lines} == {str(seen_by_rank_0)}

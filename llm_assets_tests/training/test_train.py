@@ -387,7 +387,8 @@ def test_publish_replaces_a_plain_latest_folder(trained, tmp_path: Path):
 def test_torchrun_with_two_cpu_processes_reports_world_size_2(tiny_data: TinyData, tmp_path: Path):
     checkpoint_dir = tmp_path / "checkpoints"
     result_path = tmp_path / "result.json"
-    config = tiny_config(max_steps=4, save_steps=2, batch_size=4, sample_prompts=("The old captain",))
+    config = tiny_config(max_steps=4, save_steps=2, batch_size=4, sample_prompts=["The old captain"],
+                         report_to="tensorboard")
     command = torchrun_command(
         2, tiny_data.dataset_dir, tiny_data.tokenizer_dir, checkpoint_dir, config, "cpu", result_path
     )
@@ -400,6 +401,7 @@ def test_torchrun_with_two_cpu_processes_reports_world_size_2(tiny_data: TinyDat
     assert result.train_tokens == 4 * 4 * 2 * tiny_data.context_length
     assert result.global_step == 4
     assert "step 4/4" in done.stdout  # rank 0's progress lines
+    assert len(list((result.run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1  # rank 0's only
     assert AutoModelForCausalLM.from_pretrained(checkpoint_dir / "latest").num_parameters() == result.parameters
 
 
@@ -463,3 +465,23 @@ def test_a_longer_run_continues_the_shorter_one_and_says_so(tiny_data: TinyData,
                           tiny_config(max_steps=4, save_steps=4, sample_prompts=[]), device="cpu")
     assert shorter.resumed_from_step == 0 and shorter.global_step == 4
     assert shorter.run_dir.name == f"{short.run_dir.name}-4steps"
+
+
+# ---- TensorBoard ------------------------------------------------------------------------------
+
+
+def test_report_to_tensorboard_writes_the_loss_scalars_into_the_run_folder(tiny_data: TinyData, tmp_path: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    updates: list = []
+    config = tiny_config(max_steps=8, save_steps=4, logging_steps=2, report_to="tensorboard", sample_prompts=[])
+    result = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path, config, device="cpu",
+                         progress=updates.append)
+    logdir = result.run_dir / "tensorboard"
+    assert any(f"tensorboard --logdir {logdir}" in u.message for u in updates)  # the command, in the log
+    (events,) = logdir.glob("events.out.tfevents.*")
+    scalars = EventAccumulator(str(events)).Reload()
+    losses = scalars.Scalars("train/loss")
+    assert [s.step for s in losses] == [1, 2, 4, 6, 8]
+    assert [round(s.value, 4) for s in losses] == [round(v, 4) for _, v in result.loss_history]
+    assert [s.step for s in scalars.Scalars("eval/loss")] == [4, 8]
