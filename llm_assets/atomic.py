@@ -70,6 +70,17 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def remove_stale_temporaries(folder: Path, name: str = "*") -> list[Path]:
+    """Delete the temporary files a killed ``atomic_file`` left for ``name`` in ``folder``.
+
+    Call it only while no other writer can be writing there (holding the stage's lock).
+    """
+    stale = sorted(Path(folder).glob(f".{name}.*.tmp")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def versions_dir(target: Path) -> Path:
     """Where the versions behind ``target`` live: ``.<name>.versions`` beside it."""
     target = Path(target)

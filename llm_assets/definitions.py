@@ -5,8 +5,16 @@ from __future__ import annotations
 import dagster as dg
 
 from llm_assets.orchestration.assets import all_assets
-from llm_assets.orchestration.automation import book_list_schedule, book_list_sensor, llm_pipeline
-from llm_assets.orchestration.resources import DeviceResource, GutenbergResource, PathsResource
+from llm_assets.orchestration.automation import (
+    book_list_schedule,
+    book_list_sensor,
+    llm_pipeline,
+)
+from llm_assets.orchestration.resources import (
+    DeviceResource,
+    GutenbergResource,
+    PathsResource,
+)
 
 # Each step runs in its own process (a crash or OOM in training fails the run cleanly, checkpoints
 # kept), forked from a server that imported Dagster, PyTorch, transformers, datasets and this

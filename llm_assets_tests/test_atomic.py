@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_assets.atomic import atomic_write, new_version, remove_stale_staging, versions_dir
+from llm_assets.atomic import atomic_write, new_version, remove_stale_staging, remove_stale_temporaries, versions_dir
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -83,3 +83,12 @@ def test_a_writer_killed_mid_version_leaves_the_old_output_and_stale_staging_is_
     removed = remove_stale_staging(target)
     assert [p.name.startswith(".tmp-") for p in removed] == [True]
     assert len(list(versions_dir(target).iterdir())) == 1
+
+
+def test_stale_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / "84.txt").write_text("a book")
+    (tmp_path / ".84.txt.abc123.tmp").write_text("half a book")  # what a killed atomic_file leaves
+    (tmp_path / ".hidden").write_text("not ours")
+    removed = remove_stale_temporaries(tmp_path)
+    assert [p.name for p in removed] == [".84.txt.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "84.txt"]

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from llm_assets.books.catalog import Catalog, CatalogError, load_catalog, parse_catalog
 from llm_assets.atomic import atomic_write, atomic_write_json
+from llm_assets.books.catalog import Catalog, CatalogError, load_catalog, parse_catalog
 from llm_assets.books.gutenberg import FileUnavailableError, GutenbergClient
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CATALOG_URL_PATH = "/cache/epub/feeds/pg_catalog.csv"
 CATALOG_FILE = "pg_catalog.csv"
 CATALOG_META_FILE = "pg_catalog.json"
+CATALOG_LOCK = ".catalog.lock"  # held while the catalog is downloaded or raw/ is tidied
 CATALOG_MAX_BYTES = 256 * 2**20  # the real catalog is ~15 MB; books are capped far lower
 DEFAULT_MAX_AGE = timedelta(days=7)
 

@@ -17,7 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from llm_assets.atomic import atomic_write, atomic_write_json
-from llm_assets.books.gutenberg import BookUnavailableError, GutenbergClient, check_book_id
+from llm_assets.books.gutenberg import (
+    BookUnavailableError,
+    GutenbergClient,
+    check_book_id,
+)
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from llm_assets.books.booklist import BookEntry, BookList, BookListError, IdEntry, QueryEntry, load_book_list
+from llm_assets.books.booklist import (
+    BookEntry,
+    BookList,
+    BookListError,
+    IdEntry,
+    QueryEntry,
+    load_book_list,
+)
 from llm_assets.books.catalog import Catalog
-from llm_assets.books.catalog_cache import DEFAULT_MAX_AGE, CachedCatalog, cached_catalog, fetch_catalog
+from llm_assets.books.catalog_cache import (
+    CATALOG_LOCK,
+    DEFAULT_MAX_AGE,
+    CachedCatalog,
+    cached_catalog,
+    fetch_catalog,
+)
 from llm_assets.books.gutenberg import GutenbergClient
 from llm_assets.locks import exclusive
 
@@ -180,7 +193,7 @@ def resolve_with_catalog(
     """Resolve ``book_list``, fetching Gutenberg's catalog only if the list names books through it.
 
     ``client=None`` never makes a request: the cached catalog is used, or the error says to
-    materialize raw_books first (what the sensor does). Downloads hold ``raw_dir/.catalog.lock``.
+    materialize raw_books first (what the sensor does). Downloads hold the catalog's lock.
     """
     if not book_list.needs_catalog:
         return resolve_book_list(book_list), None
@@ -192,6 +205,6 @@ def resolve_with_catalog(
                 "downloaded yet: materialize raw_books (it downloads the catalog)."
             )
     else:
-        with exclusive(Path(raw_dir) / ".catalog.lock", "Project Gutenberg's catalog"):
+        with exclusive(Path(raw_dir) / CATALOG_LOCK, "Project Gutenberg's catalog"):
             cached = fetch_catalog(raw_dir, client, refresh=refresh, max_age=max_age)
     return resolve_book_list(book_list, cached.catalog), cached

@@ -9,22 +9,34 @@ interface between assets, so any asset can be re-run alone from the UI, the CLI 
 
 import dataclasses
 import time
-from datetime import timedelta
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from llm_assets.atomic import remove_stale_temporaries
 from llm_assets.books.booklist import load_book_list
-from llm_assets.books.selection import describe_change, resolve_with_catalog
-from llm_assets.books.corpus import build_corpus, check_corpus, corpus_digest, resolve_corpus
+from llm_assets.books.catalog_cache import CATALOG_LOCK
+from llm_assets.books.corpus import (
+    build_corpus,
+    check_corpus,
+    corpus_digest,
+    resolve_corpus,
+)
 from llm_assets.books.downloads import SELECTION_FILE, download_books, verify_selection
+from llm_assets.books.selection import describe_change, resolve_with_catalog
 from llm_assets.digests import digest_file, digest_tree
+from llm_assets.locks import exclusive
 from llm_assets.orchestration import checks
 from llm_assets.orchestration import metadata as md
 from llm_assets.orchestration.resources import GutenbergResource, PathsResource
-from llm_assets.orchestration.stage_runs import build_or_reuse, built_in_this_run, stage_lock
+from llm_assets.orchestration.stage_runs import (
+    build_or_reuse,
+    built_in_this_run,
+    stage_lock,
+)
 from llm_assets.stamps import stamp_key
 from llm_assets.text.dataset import build_dataset, check_dataset
 from llm_assets.text.tokenizer import check_round_trip, load_tokenizer, train_tokenizer
@@ -71,6 +83,9 @@ def raw_books(
                          f"({book.size:,} bytes)")
 
     with stage_lock(context, p, "raw_books"), gutenberg.client() as client:
+        with exclusive(p.raw_dir / CATALOG_LOCK, "Project Gutenberg's catalog"):  # no other writer in raw/
+            for stale in remove_stale_temporaries(p.raw_dir):
+                context.log.info(f"raw_books: removed {stale}, left by a run that was stopped")
         resolved, catalog = resolve_with_catalog(book_list, p.raw_dir, client, refresh=config.refresh_catalog,
                                                  max_age=timedelta(days=config.catalog_max_age_days))
         if catalog is not None:

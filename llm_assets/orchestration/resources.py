@@ -62,7 +62,10 @@ class DeviceResource(dg.ConfigurableResource):
     device: str | None = None
 
     def resolve(self) -> str:
-        from llm_assets.training.devices import prepare_device, resolve_device  # PyTorch: only where it trains
+        from llm_assets.training.devices import (  # PyTorch: only where it trains
+            prepare_device,
+            resolve_device,
+        )
 
         device = resolve_device(self.device or settings.requested_device())
         prepare_device(device)

@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from llm_assets.atomic import remove_stale_staging
+from llm_assets.atomic import remove_stale_staging, remove_stale_temporaries
 from llm_assets.locks import exclusive
 from llm_assets.settings import Paths
 from llm_assets.stamps import check_stamp, save_stamp
@@ -62,9 +62,9 @@ def build_or_reuse(
 
     Call it holding the stage's lock: it also clears what a killed run of the stage left behind.
     """
-    for stale in remove_stale_staging(output):
-        context.log.info(f"{stage}: removed {stale}, left by a run that was stopped")
     stamp = paths.stamps_dir / f"{stage}.json"
+    for stale in [*remove_stale_staging(output), *remove_stale_temporaries(stamp.parent, stamp.name)]:
+        context.log.info(f"{stage}: removed {stale}, left by a run that was stopped")
     reuse = check_stamp(stamp, key, digest)
     if reuse.report is not None and reuse.output_digest is not None:
         context.log.info(f"{stage}: {reuse.reason}; reusing {output}")

@@ -1,18 +1,9 @@
-"""Token blocks for training: encode the corpus, split it into contiguous stretches, save to disk.
+"""Token blocks for training: encode the corpus, hold out validation stretches, save to disk.
 
-Two streaming passes keep memory flat however large the corpus grows:
-
-1. encode: batches of text chunks go through ``encode_batch_fast`` (Rust, every core) while
-   Python reads the next batch; ids go to a flat uint16/uint32 file, ``<|endoftext|>`` after each
-   book, and each book's end is noted.
-2. write: validation is held out as one contiguous stretch of whole blocks inside each book
-   (seeded position), never a lone block between training neighbours, so ``eval_loss`` is not
-   flattered by text the model trained on a sentence earlier. One sequential read of the token
-   file routes each block into its split's Arrow file, which ``datasets`` then saves.
-
-The whole stream shares one block grid, so only the final remainder (< ``context_length``) is
-lost. The result is a ``DatasetDict`` written by ``save_to_disk``; nothing in it depends on time or
-process, so the same corpus and config give byte-identical folders.
+Two streaming passes keep memory flat: the corpus is encoded batch by batch into a flat token file
+(``<|endoftext|>`` after each book), then read once more to route each block into its split. Every
+block lies on one grid, so only the final remainder is lost; validation is one contiguous stretch
+inside each book, never a lone block between training neighbours, so ``eval_loss`` is not flattered.
 """
 
 from __future__ import annotations

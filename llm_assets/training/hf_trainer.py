@@ -45,6 +45,9 @@ def build_model(plan: TrainPlan, tokenizer: Any) -> GPT2LMHeadModel:
         resid_pdrop=preset.dropout,
         embd_pdrop=preset.dropout,
         attn_pdrop=preset.dropout,
+        # GPT-2's tanh GELU as one fused kernel: the same function as "gelu_new", which is five
+        # separate elementwise ops (measured 7% of a tiny model's CPU step).
+        activation_function="gelu_pytorch_tanh",
         bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else special,
         eos_token_id=special,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else special,

@@ -20,16 +20,38 @@ from pydantic import BaseModel, ConfigDict
 from transformers import TrainerCallback, TrainerState
 
 from llm_assets.text.tokenizer import load_tokenizer
-from llm_assets.training.checkpoints import TRAINER_STATE, Resume, choose_resume, run_dir_for, training_lock
+from llm_assets.training.checkpoints import (
+    TRAINER_STATE,
+    Resume,
+    choose_resume,
+    run_dir_for,
+    training_lock,
+)
 from llm_assets.training.config import TrainConfig
 from llm_assets.training.devices import choose_precision, prepare_device
 from llm_assets.training.distributed import Distributed, decided_by_main
-from llm_assets.training.failures import cpu_precision, is_mps_error, is_out_of_memory, out_of_memory_error
+from llm_assets.training.failures import (
+    cpu_precision,
+    is_mps_error,
+    is_out_of_memory,
+    out_of_memory_error,
+)
 from llm_assets.training.generate import generate_text
-from llm_assets.training.hf_trainer import build_model, load_model, make_trainer, tensorboard_dir, training_arguments
+from llm_assets.training.hf_trainer import (
+    build_model,
+    load_model,
+    make_trainer,
+    tensorboard_dir,
+    training_arguments,
+)
 from llm_assets.training.plan import TrainPlan, plan_training
 from llm_assets.training.plots import plot_loss_curve
-from llm_assets.training.progress import ProgressCallback, ProgressFn, notice, perplexity
+from llm_assets.training.progress import (
+    ProgressCallback,
+    ProgressFn,
+    notice,
+    perplexity,
+)
 from llm_assets.training.publish import publish_model
 
 LOSS_CURVE = "loss_curve.png"
