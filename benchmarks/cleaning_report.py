@@ -1,6 +1,9 @@
-"""Cleaner quality on the shared Gutenberg books and on variants of them.
+"""Cleaner quality on hand-checked Gutenberg books and on variants of them.
 
-    python benchmarks/cleaning_report.py [--shared ../shared/gutenberg] [--generated N]
+    python benchmarks/cleaning_report.py [--books DIR] [--generated N]
+
+``DIR`` holds ``MANIFEST.tsv`` (each book's true first and last body line) and the books in mirror
+layout under ``mirror/``; by default the set the tests score the cleaner on.
 
 For each of the 18 hand-checked books (MANIFEST.tsv gives the true body lines) and each variant
 (re-encoded UTF-8 <-> Latin-1, CRLF <-> LF, CR only, BOM added/removed) it prints line recall,
@@ -20,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from llm_assets_tests.books.shared_books import Score, load_manifest, score_lines, score_raw, total, variants  # noqa: E402
+from llm_assets_tests.conftest import SHARED_GUTENBERG as HAND_CHECKED  # noqa: E402
 from llm_assets_tests.gutenberg_server import STYLES, make_book  # noqa: E402
 from llm_assets.books.cleaning import clean_book  # noqa: E402
 
@@ -36,7 +40,7 @@ def _row(label: str, variant: str, score: Score) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "gutenberg")
+    parser.add_argument("--books", type=Path, default=HAND_CHECKED)
     parser.add_argument("--generated", type=int, default=1,
                         help="generated books per (style, language/encoding); 0 for none")
     args = parser.parse_args(argv)
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     served: list[Score] = []
     varied: list[Score] = []
     print(header)
-    for book in load_manifest(args.shared):
+    for book in load_manifest(args.books):
         body = book.body_lines()
         for name, raw in variants(book):
             score = score_raw(raw, body)
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(header)
-    groups = [("shared", "as served (18 books)", served), ("shared", "variants", varied),
+    groups = [("checked", "as served", served), ("checked", "variants", varied),
               ("gen", "generated", generated)]
     for label, name, scores in groups:
         if scores:

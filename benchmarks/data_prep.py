@@ -2,7 +2,8 @@
 
     python benchmarks/data_prep.py --sizes 6,50,500
 
-For each size it repeats the shared Gutenberg books into a corpus of that many MB (with the
+For each size it repeats the books of a local Gutenberg mirror (``--mirror``; by default the five
+real books shipped in ``llm_assets_tests/mirror``) into a corpus of that many MB (with the
 byte-offset index the books stage writes), then runs, each in a fresh child process so process
 start is counted and peak memory is the child's own:
 
@@ -34,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MIRROR = Path("/work/shared/gutenberg/mirror")
+DEFAULT_MIRROR = Path(__file__).resolve().parents[1] / "llm_assets_tests" / "mirror"
 METHODS = ("ours", "tokenizers", "usual")
 LINES_PER_BATCH = 1000
 
@@ -51,7 +52,7 @@ class Result:
 
 
 def read_book(path: Path) -> str:
-    """Raw Gutenberg text as-is (boilerplate included); a few shared files are Latin-1."""
+    """Raw Gutenberg text as-is (boilerplate included); some Gutenberg files are Latin-1."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")

@@ -6,12 +6,12 @@ instance), books served from a local mirror, at the machine's default threads:
 - ``pipeline``: all five assets (tiny preset, vocabulary 4096, 200 steps by default). Wall time of
   the command, time inside the asset steps (from the run's step events), and the difference: the
   orchestration overhead (process starts, imports, run bookkeeping).
-- ``data-prep``: `tokenizer` + `tokenized_dataset` on a corpus of ``--corpus-mb`` (the shared books
+- ``data-prep``: `tokenizer` + `tokenized_dataset` on a corpus of ``--corpus-mb`` (the mirror's books
   repeated under other ids), timed through the CLI, beside the `tokenizers`-alone baseline of
   ``data_prep.py`` (train a BPE, encode, chunk; one process, started from scratch) on the same text.
 
-    python benchmarks/end_to_end.py pipeline
-    python benchmarks/end_to_end.py data-prep --corpus-mb 45
+    python benchmarks/end_to_end.py pipeline --mirror PATH     # PATH: a folder in Gutenberg's mirror layout
+    python benchmarks/end_to_end.py data-prep --corpus-mb 45 --mirror PATH
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 from llm_assets.instance import INSTANCE_DIR, init_instance  # noqa: E402
 from llm_assets_tests.gutenberg_server import GutenbergMirror  # noqa: E402
 
-SHARED_MIRROR = ROOT.parent / "shared" / "gutenberg" / "mirror"
-SHIPPED_MIRROR = ROOT / "llm_assets_tests" / "mirror"
+SHIPPED_MIRROR = ROOT / "llm_assets_tests" / "mirror"  # five real books; --mirror for another
 
 
 def mirror_books(mirror: Path) -> dict[int, bytes]:
@@ -49,6 +48,15 @@ def materialize(project: Path, env: dict[str, str], select: str, config: dict) -
     if done.returncode != 0:
         raise SystemExit(f"materialize {select} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return wall
+
+
+def trained_metadata(project: Path) -> dict:
+    instance = dg.DagsterInstance.from_config(str(project / INSTANCE_DIR))
+    try:
+        event = instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    finally:
+        instance.dispose()
 
 
 def step_seconds(project: Path) -> dict[str, float]:
@@ -76,24 +84,29 @@ def new_project(root: Path, ids: list[int], mirror_url: str) -> tuple[Path, dict
 def pipeline(args: argparse.Namespace) -> None:
     books = mirror_books(args.mirror)
     config = {"ops": {"tokenizer": {"config": {"vocab_size": args.vocab}},
-                      "trained_model": {"config": {"preset": "tiny", "max_steps": args.steps}}}}
+                      "trained_model": {"config": {"preset": args.preset, "max_steps": args.steps,
+                                                   "save_steps": args.save_steps}}}}
     with tempfile.TemporaryDirectory() as tmp, GutenbergMirror(root=args.mirror) as mirror:
         project, env = new_project(Path(tmp), list(books), mirror.url)
         wall = materialize(project, env, "*", config)
         steps = step_seconds(project)
+        trained = trained_metadata(project)
     inside = sum(steps.values())
     print(f"pipeline: {len(books)} books ({sum(map(len, books.values())) / 1e6:.1f} MB), vocab {args.vocab}, "
-          f"tiny x {args.steps} steps, {os.cpu_count()} cpus")
+          f"{args.preset} x {args.steps} steps, {os.cpu_count()} cpus")
     for step, seconds in steps.items():
         print(f"  {step:<20} {seconds:7.1f} s")
     print(f"wall {wall:.1f} s | inside the {len(steps)} steps {inside:.1f} s | orchestration overhead "
           f"{wall - inside:.1f} s")
+    print(f"trained_model: {trained['global_step']} steps, eval loss {trained['eval_loss']}, perplexity "
+          f"{trained['perplexity']}, {trained['tokens_per_second']:,.0f} tokens/s, {trained['parameters']:,} "
+          f"parameters\nsamples:\n{trained['samples']}")
 
 
 def data_prep(args: argparse.Namespace) -> None:
     books = mirror_books(args.mirror)
     copies, size, ids = [], 0, []
-    while size < args.corpus_mb * 1e6:  # the shared books again and again, under new ids
+    while size < args.corpus_mb * 1e6:  # the mirror's books again and again, under new ids
         for book_id, raw in books.items():
             new_id = 100_000 * (len(copies) + 1) + book_id
             copies.append((new_id, raw))
@@ -132,13 +145,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("pipeline")
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--steps", type=int, default=200, help="-1: one epoch")
+    p.add_argument("--save-steps", type=int, default=500)
     p.add_argument("--vocab", type=int, default=4096)
     d = sub.add_parser("data-prep")
     d.add_argument("--corpus-mb", type=float, default=45)
     d.add_argument("--vocab", type=int, default=50257)
     for command in (p, d):
-        command.add_argument("--mirror", type=Path, default=SHARED_MIRROR if SHARED_MIRROR.is_dir() else SHIPPED_MIRROR)
+        command.add_argument("--mirror", type=Path, default=SHIPPED_MIRROR,
+                             help="a folder in Gutenberg's mirror layout (cache/epub/<id>/pg<id>.txt)")
     args = parser.parse_args()
     pipeline(args) if args.what == "pipeline" else data_prep(args)
 
