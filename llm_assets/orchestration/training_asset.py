@@ -17,11 +17,11 @@ from llm_assets.orchestration import checks
 from llm_assets.orchestration import metadata as md
 from llm_assets.orchestration.data_assets import GROUP, tokenized_dataset
 from llm_assets.orchestration.resources import DeviceResource, PathsResource
+from llm_assets.instance import TRAINING_POOL
 from llm_assets.settings import Paths
 from llm_assets.training.checkpoints import training_lock
 from llm_assets.training.config import TrainConfig
 
-TRAINING_POOL = "llm_training"
 
 
 class TrainedModelConfig(dg.Config, TrainConfig):

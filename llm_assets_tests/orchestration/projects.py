@@ -34,9 +34,10 @@ class CliProject:
         (root / "data" / "books.yaml").write_text(
             "books:\n" + "".join(f"  - {i}\n" for i in book_ids), encoding="utf-8"
         )
-        home = init_instance(root)
-        if dagster_yaml is not None:
-            (home / "dagster.yaml").write_text(dagster_yaml, encoding="utf-8")
+        if dagster_yaml is not None:  # the user's own instance file, then `llm-assets init` (docs/deployment.md)
+            (root / INSTANCE_DIR).mkdir()
+            (root / INSTANCE_DIR / "dagster.yaml").write_text(dagster_yaml, encoding="utf-8")
+        init_instance(root)
         return cls(root=root, mirror_url=mirror_url)
 
     @property

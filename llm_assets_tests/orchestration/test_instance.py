@@ -94,7 +94,7 @@ def test_the_instance_allows_one_training_at_a_time(tmp_path: Path) -> None:
     instance = dg.DagsterInstance.from_config(str(tmp_path / INSTANCE_DIR))
     try:
         training = instance.event_log_storage.get_concurrency_info("llm_training")
-        assert training.limit == 1
+        assert training.limit == 1 and not training.using_default_limit  # set, never raced for on first claim
         pools = {
             key.to_user_string(): defs.resolve_assets_def(key).op.pool
             for key in defs.resolve_asset_graph().get_all_asset_keys()
