@@ -80,7 +80,7 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
-    plan = plan_training(dataset_dir, tokenizer_dir, config)
+    plan = plan_training(dataset_dir, tokenizer_dir, config, device=device)
     precision = choose_precision(device, config.precision)
     model = build_model(plan, AutoTokenizer.from_pretrained(tokenizer_dir)).to(device)
     model.train()
@@ -142,7 +142,7 @@ def trainer_run(root: Path, dataset_dir: Path, tokenizer_dir: Path, config: Trai
     result = train_model(
         dataset_dir, tokenizer_dir, root / f"ck-{time.monotonic_ns()}", config, device=device, callbacks=[timer]
     )
-    tokens_per_step = result.batch_size * plan_training(dataset_dir, tokenizer_dir, config).context_length
+    tokens_per_step = result.batch_size * plan_training(dataset_dir, tokenizer_dir, config, device=device).context_length
     return Measured(result.tokens_per_second, _median_rate(timer.step_seconds, tokens_per_step))
 
 

@@ -122,7 +122,7 @@ def _train_with_torchrun(
     from llm_assets.training.progress import TrainProgress
     from llm_assets.training.train import TrainResult
 
-    plan_training(p.dataset_dir, p.tokenizer_dir, train_config, world_size=nproc_per_node)
+    plan_training(p.dataset_dir, p.tokenizer_dir, train_config, world_size=nproc_per_node, device=device)
     with tempfile.TemporaryDirectory(prefix="llm-assets-train-") as tmp:
         result_path = Path(tmp) / "result.json"
         command = torchrun_command(nproc_per_node, p.dataset_dir, p.tokenizer_dir, p.checkpoint_dir,

@@ -52,8 +52,12 @@ class TrainPlan:
         return self.batch_size * self.world_size * self.context_length
 
 
-def plan_training(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, *, world_size: int = 1) -> TrainPlan:
-    """Check the configuration against the preset, the dataset and the tokenizer, and resolve it."""
+def plan_training(
+    dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, *, world_size: int = 1, device: str = "cpu"
+) -> TrainPlan:
+    """Check the configuration against the preset, the dataset and the tokenizer, and resolve it.
+
+    ``device`` picks the default batch: a CUDA GPU gets a larger one (``ModelPreset.cuda_batch``)."""
     preset = get_preset(config.preset)
     vocab = len(load_tokenizer(tokenizer_dir))
     check = check_dataset(dataset_dir, vocab)
@@ -72,8 +76,13 @@ def plan_training(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, *
             f"{preset.name!r} preset's {preset.n_positions} positions: use context_length <= "
             f"{preset.n_positions} or a larger `preset`."
         )
-    batch = config.batch_size or preset.batch_size
-    accumulation = config.gradient_accumulation_steps or preset.gradient_accumulation_steps
+    batch, accumulation = preset.batch_size, preset.gradient_accumulation_steps
+    if device == "cuda" and not config.batch_size:
+        batch, accumulation = preset.cuda_batch(context_length)
+        if config.gradient_accumulation_steps:  # the user splits the default batch differently
+            batch = batch // accumulation * config.gradient_accumulation_steps
+    batch = config.batch_size or batch
+    accumulation = config.gradient_accumulation_steps or accumulation
     if batch % accumulation:
         raise ValueError(
             f"Config keys `batch_size`={batch} and `gradient_accumulation_steps`={accumulation}: the batch "

@@ -28,6 +28,7 @@ class ModelPreset:
     gradient_accumulation_steps: int  # micro-batches that batch is split into
     learning_rate: float
     max_warmup_steps: int  # the warm-up is warmup_fraction of the run, but never longer than this
+    cuda_micro_batch_tokens: int  # on CUDA, the default micro-batch in tokens (see cuda_batch)
     warmup_fraction: float = 0.05
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
@@ -35,6 +36,16 @@ class ModelPreset:
     adam_beta2: float = 0.95
     dropout: float = 0.0
     description: str = ""
+
+    def cuda_batch(self, context_length: int) -> tuple[int, int]:
+        """(batch_size, gradient_accumulation_steps) on a CUDA GPU when the user left the batch at 0.
+
+        The CPU presets' 16 sequences of 128 tokens leave a data-centre GPU mostly idle; a micro-batch
+        of ``cuda_micro_batch_tokens`` keeps its matrix units busy while its activations (the logits
+        dominate) stay within a 24 GB card. Same accumulation as the preset, so a step holds more
+        tokens on CUDA than on a laptop; the batch_size metadata records which."""
+        micro = max(1, self.cuda_micro_batch_tokens // context_length)
+        return micro * self.gradient_accumulation_steps, self.gradient_accumulation_steps
 
     def parameter_count(self, vocab_size: int) -> int:
         """Parameters of the GPT-2 model this preset builds (tied embeddings), without building it."""
@@ -67,6 +78,7 @@ PRESETS: dict[str, ModelPreset] = {
             gradient_accumulation_steps=2,
             learning_rate=6e-4,
             max_warmup_steps=2000,
+            cuda_micro_batch_tokens=16384,
             description="the seed's GPT-2 small (~124M parameters with a 50257 vocabulary); wants a GPU",
         ),
         ModelPreset(
@@ -79,6 +91,7 @@ PRESETS: dict[str, ModelPreset] = {
             gradient_accumulation_steps=4,
             learning_rate=3e-4,
             max_warmup_steps=2000,
+            cuda_micro_batch_tokens=8192,
             description="GPT-2 medium (~355M parameters); a GPU with 24 GB or more",
         ),
         ModelPreset(
@@ -91,6 +104,7 @@ PRESETS: dict[str, ModelPreset] = {
             gradient_accumulation_steps=1,
             learning_rate=1e-3,
             max_warmup_steps=500,
+            cuda_micro_batch_tokens=32768,
             description="a mid-size model (~10M parameters plus embeddings) for laptops and the CPU benchmark",
         ),
         ModelPreset(
@@ -103,6 +117,7 @@ PRESETS: dict[str, ModelPreset] = {
             gradient_accumulation_steps=1,
             learning_rate=3e-3,
             max_warmup_steps=100,
+            cuda_micro_batch_tokens=32768,
             description="a smoke-test model: a few seconds of training on a CPU",
         ),
     )

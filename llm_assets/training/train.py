@@ -110,7 +110,7 @@ def train_model(
     folder's training lock for the run (the asset holds it itself and passes False).
     """
     dist = Distributed.from_env()
-    plan = plan_training(dataset_dir, tokenizer_dir, config, world_size=dist.world_size)
+    plan = plan_training(dataset_dir, tokenizer_dir, config, world_size=dist.world_size, device=device)
     report = progress if dist.is_main else None
     on_wait = None if report is None else (lambda message: report(notice(0, plan.total_steps, message)))
     held = training_lock(checkpoint_dir, on_wait=on_wait) if lock and dist.is_main else nullcontext()
