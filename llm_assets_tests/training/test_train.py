@@ -114,8 +114,23 @@ def test_plan_resolves_the_preset_defaults(tiny_data: TinyData):
     assert plan.batch_size == 16 and plan.gradient_accumulation_steps == 1 and plan.micro_batch_size == 16
     assert plan.context_length == tiny_data.context_length
     assert plan.model_vocab == padded_vocab_size(tiny_data.vocab)
-    assert plan.total_steps == 8 and plan.schedule.warmup_steps == 1  # 5% of 8 steps, at least one
+    assert plan.total_steps == 8 and plan.schedule.warmup_steps == 3  # a short run: 40% of it
 
+
+
+def test_a_cuda_gpu_gets_a_larger_default_batch_unless_the_user_sets_one(tiny_data: TinyData):
+    """The planner alone decides this, so it is checked here without a GPU (the CUDA run itself is
+    in test_cuda.py)."""
+    ctx = tiny_data.context_length
+    gpu = plan_training(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(batch_size=0), device="cuda")
+    assert (gpu.batch_size, gpu.gradient_accumulation_steps) == (32768 // ctx, 1)  # tiny: 32K tokens a micro-batch
+    split = plan_training(tiny_data.dataset_dir, tiny_data.tokenizer_dir,
+                          tiny_config(batch_size=0, gradient_accumulation_steps=4), device="cuda")
+    assert split.micro_batch_size == 32768 // ctx and split.batch_size == 4 * (32768 // ctx)
+    chosen = plan_training(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(batch_size=8), device="cuda")
+    assert chosen.batch_size == 8
+    small = plan_training(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(batch_size=0), device="mps")
+    assert small.batch_size == 16
 
 # ---- a real run ------------------------------------------------------------------------------
 
@@ -435,12 +450,13 @@ def test_the_learning_rate_warms_up_to_its_peak_and_decays_to_its_floor_by_the_l
     config = tiny_config(max_steps=40, save_steps=40, learning_rate=1e-3, sample_prompts=[])
     result = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path, config, device="cpu",
                          callbacks=[record])
-    assert result.warmup_steps == 2  # 5% of the run
+    assert result.warmup_steps == 16  # a short run: 40% of it (5% would leave Adam unsettled)
     assert len(record.rates) == 40
-    assert record.rates[:2] == pytest.approx([5e-4, 1e-3])  # no step wasted at zero; the peak on the last warm-up step
+    assert record.rates[:2] == pytest.approx([1e-3 / 16, 2e-3 / 16])  # no step wasted at zero
+    assert record.rates[15] == pytest.approx(1e-3)  # the peak on the last warm-up step
     assert max(record.rates) == pytest.approx(1e-3)
     assert record.rates[-1] == pytest.approx(1e-4)  # a tenth of the peak, on the last step
-    assert all(a >= b for a, b in zip(record.rates[1:], record.rates[2:]))  # decays all the way
+    assert all(a >= b for a, b in zip(record.rates[15:], record.rates[16:]))  # decays all the way
 
 
 def test_an_explicit_warmup_overrides_the_presets_share(tiny_data: TinyData):
@@ -448,6 +464,8 @@ def test_an_explicit_warmup_overrides_the_presets_share(tiny_data: TinyData):
     assert plan.schedule.warmup_steps == 30
     long_run = validate_config(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(max_steps=100_000))
     assert long_run.schedule.warmup_steps == 100  # 5% capped at the tiny preset's 100 steps
+    medium = validate_config(tiny_data.dataset_dir, tiny_data.tokenizer_dir, tiny_config(max_steps=600))
+    assert medium.schedule.warmup_steps == 50  # 5% would be 30: Adam's settling time sets the floor
 
 
 def test_a_longer_run_continues_the_shorter_one_and_says_so(tiny_data: TinyData, tmp_path: Path):
