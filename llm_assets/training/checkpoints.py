@@ -97,7 +97,7 @@ def run_identity(plan: TrainPlan, dataset_dir: Path, tokenizer_dir: Path) -> dic
     preset = plan.preset
     shape = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset)
              if f.name not in ("batch_size", "gradient_accumulation_steps", "max_warmup_steps",
-                               "warmup_fraction", "learning_rate", "description")}
+                               "warmup_fraction", "learning_rate", "description", "cuda_micro_batch_tokens")}
     return {
         "version": IDENTITY_VERSION,
         "dataset": digest_tree(dataset_dir, "*.arrow"),
