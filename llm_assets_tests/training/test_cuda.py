@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from llm_assets_tests.training.conftest import TinyData, tiny_config
 
 from llm_assets.training.devices import choose_precision, resolve_device
 from llm_assets.training.generate import generate_text, load_model
 from llm_assets.training.train import train_model
+from llm_assets_tests.training.conftest import TinyData, tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
