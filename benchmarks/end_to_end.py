@@ -123,7 +123,7 @@ def data_prep(args: argparse.Namespace) -> None:
         ours = materialize(project, env, "tokenizer,tokenized_dataset", config)
         steps = step_seconds(project)
         floor = run_baseline(corpus, Path(tmp) / "baseline", args.vocab)
-    mb = corpus.stat().st_size / 1e6
+        mb = corpus.stat().st_size / 1e6  # inside: the project folder goes with the temporary folder
     print(f"data prep on {mb:.1f} MB, vocab {args.vocab}, context 128, {os.cpu_count()} cpus")
     print(f"  through the CLI: {ours:.1f} s wall (steps: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()) + ")")

@@ -17,9 +17,10 @@ from llm_assets.orchestration.resources import (
 )
 
 # Each step runs in its own process (a crash or OOM in training fails the run cleanly, checkpoints
-# kept), forked from a server that imported Dagster, PyTorch, transformers, datasets and this
-# package once per run, instead of a fresh interpreter importing them again for every step.
-PRELOADED = ["llm_assets.definitions", "llm_assets.training.train", "datasets"]
+# kept), forked from a server that imported Dagster, datasets and this package once per run,
+# instead of a fresh interpreter importing them again for every step. PyTorch and transformers
+# (about 6 s) are left to the one step that trains: a run of the data stages never waits for them.
+PRELOADED = ["llm_assets.definitions", "datasets"]
 executor = dg.multiprocess_executor.configured({"start_method": {"forkserver": {"preload_modules": PRELOADED}}})
 
 defs = dg.Definitions(

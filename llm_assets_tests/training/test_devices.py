@@ -63,8 +63,9 @@ if "llm_assets" in sys.modules:
 print(repr(seen))
 """
 ENTRY_POINTS = {
-    # dagster dev / dagster asset materialize -m llm_assets, then the executor's fork server
-    "dagster code location": ["dagster", "llm_assets", *PRELOADED],
+    # dagster dev / dagster asset materialize -m llm_assets, the executor's fork server, then the
+    # training step forked from it
+    "dagster code location": ["dagster", "llm_assets", *PRELOADED, "llm_assets.training.train"],
     "llm-assets command": ["llm_assets.cli", "llm_assets.training.generate"],
     "torchrun worker": ["llm_assets.training.launch"],
 }
