@@ -7,7 +7,7 @@
    not against a datasheet, as nanoGPT's estimate_mfu does against its A100 figure.
 2. The default batch: the bare loop (benchmarks/train_throughput.py) on gpt2-small in bf16 at
    context 128 for several micro-batches, with tokens/s, MFU and peak memory, to show where the
-   GPU fills and that the CUDA default (ModelPreset.cuda_batch) sits there.
+   GPU fills and that the CUDA default (ModelPreset.cuda_micro_batch) sits there.
 3. gpt2-small bf16 at context 128 (the CUDA default batch) and 1024 (the preset's batch), the bare
    loop beside `trained_model`'s Trainer path, eager and under torch.compile.
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         data = {ctx: build_inputs(root / f"ctx{ctx}", VOCAB, ctx, rows=4096 if ctx == 128 else 1024)
                 for ctx in (128, 1024)}
 
-        default_batch, default_accumulation = get_preset(PRESET).cuda_batch(128)
+        default_micro = get_preset(PRESET).cuda_micro_batch(128)
         for micro in [int(x) for x in args.sweep.split(",") if x]:
             torch.cuda.reset_peak_memory_stats()
             tokenizer_dir, dataset_dir = data[128]
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                  "peak_gib": gib},
                 f"micro-batch {micro:>4} x 128 (bare loop): {m.median_step:>10,.0f} tok/s, "
                 f"MFU {mfu(m.median_step, 128, peak):.1%}, peak memory {gib:.1f} GiB"
-                + ("   <- the CUDA default micro-batch" if micro == default_batch // default_accumulation else ""),
+                + ("   <- the CUDA default micro-batch" if micro == default_micro else ""),
             )
             torch.cuda.empty_cache()
 
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         for ctx, compiled in runs:
             tokenizer_dir, dataset_dir = data[ctx]
             cfg = config(args.steps, ctx, compile=compiled)  # batch 0: the CUDA default for this context
-            batch, accumulation = get_preset(PRESET).cuda_batch(ctx)
+            accumulation = get_preset(PRESET).gradient_accumulation_steps
+            batch = get_preset(PRESET).cuda_micro_batch(ctx) * accumulation
             torch.cuda.reset_peak_memory_stats()
             bare: Measured = bare_loop(dataset_dir, tokenizer_dir, cfg, args.steps, "cuda")
             torch.cuda.empty_cache()

@@ -57,7 +57,7 @@ def plan_training(
 ) -> TrainPlan:
     """Check the configuration against the preset, the dataset and the tokenizer, and resolve it.
 
-    ``device`` picks the default batch: a CUDA GPU gets a larger one (``ModelPreset.cuda_batch``)."""
+    ``device`` picks the default batch: a CUDA GPU gets a larger one (``ModelPreset.cuda_micro_batch``)."""
     preset = get_preset(config.preset)
     vocab = len(load_tokenizer(tokenizer_dir))
     check = check_dataset(dataset_dir, vocab)
@@ -76,13 +76,13 @@ def plan_training(
             f"{preset.name!r} preset's {preset.n_positions} positions: use context_length <= "
             f"{preset.n_positions} or a larger `preset`."
         )
-    batch, accumulation = preset.batch_size, preset.gradient_accumulation_steps
-    if device == "cuda" and not config.batch_size:
-        batch, accumulation = preset.cuda_batch(context_length)
-        if config.gradient_accumulation_steps:  # the user splits the default batch differently
-            batch = batch // accumulation * config.gradient_accumulation_steps
-    batch = config.batch_size or batch
-    accumulation = config.gradient_accumulation_steps or accumulation
+    accumulation = config.gradient_accumulation_steps or preset.gradient_accumulation_steps
+    if config.batch_size:
+        batch = config.batch_size
+    elif device == "cuda":
+        batch = preset.cuda_micro_batch(context_length) * accumulation
+    else:
+        batch = preset.batch_size
     if batch % accumulation:
         raise ValueError(
             f"Config keys `batch_size`={batch} and `gradient_accumulation_steps`={accumulation}: the batch "

@@ -28,7 +28,7 @@ class ModelPreset:
     gradient_accumulation_steps: int  # micro-batches that batch is split into
     learning_rate: float
     max_warmup_steps: int  # the warm-up is warmup_fraction of the run, but never longer than this
-    cuda_micro_batch_tokens: int  # on CUDA, the default micro-batch in tokens (see cuda_batch)
+    cuda_micro_batch_tokens: int  # on CUDA, the default micro-batch in tokens (see cuda_micro_batch)
     warmup_fraction: float = 0.05
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
@@ -37,15 +37,14 @@ class ModelPreset:
     dropout: float = 0.0
     description: str = ""
 
-    def cuda_batch(self, context_length: int) -> tuple[int, int]:
-        """(batch_size, gradient_accumulation_steps) on a CUDA GPU when the user left the batch at 0.
+    def cuda_micro_batch(self, context_length: int) -> int:
+        """Sequences per micro-batch on a CUDA GPU when the user left the batch at 0.
 
         The CPU presets' 16 sequences of 128 tokens leave a data-centre GPU mostly idle; a micro-batch
         of ``cuda_micro_batch_tokens`` keeps its matrix units busy while its activations (the logits
-        dominate) stay within a 24 GB card. Same accumulation as the preset, so a step holds more
-        tokens on CUDA than on a laptop; the batch_size metadata records which."""
-        micro = max(1, self.cuda_micro_batch_tokens // context_length)
-        return micro * self.gradient_accumulation_steps, self.gradient_accumulation_steps
+        dominate) stay within a 24 GB card. A step then holds more tokens on CUDA than on a laptop;
+        the batch_size metadata records which."""
+        return max(1, self.cuda_micro_batch_tokens // context_length)
 
     def parameter_count(self, vocab_size: int) -> int:
         """Parameters of the GPT-2 model this preset builds (tied embeddings), without building it."""
