@@ -2,6 +2,7 @@
 
     python benchmarks/cuda.py --json cuda.json                 # on a machine with a CUDA GPU
     python benchmarks/cuda.py --no-compile --sweep 16,128      # shorter
+    python benchmarks/cuda.py --large-1024 64                  # only context 1024 compiled, 64 x 1024
 
 1. The peak: a large bf16 matrix product (8192^3), timed on this GPU. MFU is measured against it,
    not against a datasheet, as nanoGPT's estimate_mfu does against its A100 figure.
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--large-1024", type=int, default=0, metavar="N",
+                        help="only context 1024 compiled, bare loop and trained_model, at batch N in one micro-batch")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA GPU here", file=sys.stderr)
@@ -89,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="cuda-bench-") as tmp:
         root = Path(tmp)
-        data = {ctx: build_inputs(root / f"ctx{ctx}", VOCAB, ctx, rows=4096 if ctx == 128 else 1024)
-                for ctx in (128, 1024)}
+        data = {ctx: build_inputs(root / f"ctx{ctx}", VOCAB, ctx, rows=4096 if ctx == 128 else 2048)
+                for ctx in ((1024,) if args.large_1024 else (128, 1024))}
 
         default_micro = get_preset(PRESET).cuda_micro_batch(128)
-        for micro in [int(x) for x in args.sweep.split(",") if x]:
+        for micro in [] if args.large_1024 else [int(x) for x in args.sweep.split(",") if x]:
             torch.cuda.reset_peak_memory_stats()
             tokenizer_dir, dataset_dir = data[128]
             try:
@@ -113,11 +116,17 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
 
         runs = [(128, False), (1024, False)] + ([] if args.no_compile else [(1024, True), (128, True)])
+        if args.large_1024:
+            runs = [(1024, True)]
         for ctx, compiled in runs:
             tokenizer_dir, dataset_dir = data[ctx]
-            cfg = config(args.steps, ctx, compile=compiled)  # batch 0: the CUDA default for this context
-            accumulation = get_preset(PRESET).gradient_accumulation_steps
-            batch = get_preset(PRESET).cuda_micro_batch(ctx) * accumulation
+            if args.large_1024:  # what an 80 GB card holds: one micro-batch, compiled
+                batch, accumulation = args.large_1024, 1
+                cfg = config(args.steps, ctx, batch, accumulation, compile=True)
+            else:  # batch 0: the CUDA default for this context
+                cfg = config(args.steps, ctx, compile=compiled)
+                accumulation = get_preset(PRESET).gradient_accumulation_steps
+                batch = get_preset(PRESET).cuda_micro_batch(ctx) * accumulation
             torch.cuda.reset_peak_memory_stats()
             bare: Measured = bare_loop(dataset_dir, tokenizer_dir, cfg, args.steps, "cuda")
             torch.cuda.empty_cache()

@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import torch
 from llm_assets.training.config import TrainConfig
 from llm_assets.training.devices import choose_precision, fused_adamw_supported
 from llm_assets.training.hf_trainer import build_model
+from llm_assets.training.host_memory import steady_host_memory
 from llm_assets.training.plan import plan_training
 from llm_assets.training.train import train_model
 
@@ -84,7 +86,10 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
     precision = choose_precision(device, config.precision)
     model = build_model(plan, AutoTokenizer.from_pretrained(tokenizer_dir)).to(device)
     model.train()
-    forward = torch.compile(model) if config.compile else model  # as the Trainer does with torch_compile
+    def loss_of(ids: torch.Tensor) -> torch.Tensor:  # only the loss leaves the (compiled) graph
+        return model(input_ids=ids, labels=ids).loss
+
+    forward = torch.compile(loss_of) if config.compile else loss_of
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=plan.learning_rate,
@@ -96,27 +101,29 @@ def bare_loop(dataset_dir: Path, tokenizer_dir: Path, config: TrainConfig, steps
     order = np.random.default_rng(0).permutation(len(data))
     micro, accumulation = plan.micro_batch_size, plan.gradient_accumulation_steps
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    position = 0
-    start = mark = time.perf_counter()
-    step_seconds = []
-    for _ in range(steps):
-        for _ in range(accumulation):
-            if position + micro > len(order):
-                position = 0
-            ids = torch.from_numpy(data[order[position : position + micro]].astype(np.int64)).to(device)
-            position += micro
-            with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = forward(input_ids=ids, labels=ids).loss / accumulation
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), plan.preset.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        step_seconds.append(now - mark)
-        mark = now
-    seconds = time.perf_counter() - start
+    # The same allocator settings as train_model on a CPU, so the two differ only in the loop.
+    with steady_host_memory() if device == "cpu" else nullcontext():
+        position = 0
+        start = mark = time.perf_counter()
+        step_seconds = []
+        for _ in range(steps):
+            for _ in range(accumulation):
+                if position + micro > len(order):
+                    position = 0
+                ids = torch.from_numpy(data[order[position : position + micro]].astype(np.int64)).to(device)
+                position += micro
+                with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    loss = forward(ids) / accumulation
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), plan.preset.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            step_seconds.append(now - mark)
+            mark = now
+        seconds = time.perf_counter() - start
     return Measured(steps * plan.tokens_per_step / seconds, _median_rate(step_seconds, plan.tokens_per_step))
 
 

@@ -8,6 +8,7 @@ initialisation, the learning-rate schedule (``schedule.py``) and how batches are
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ def make_trainer(
             f"{args.n_gpu} to train on all of them, or CUDA_VISIBLE_DEVICES to pick one."
         )
     trainer = ScheduledTrainer(
-        model=model,
+        model=loss_only_with_labels(model),
         args=args,
         plan=plan,
         train_dataset=TokenBlocks(dataset_dir, "train"),
@@ -157,6 +158,27 @@ def make_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; our progress line replaces it
     return trainer
+
+
+def loss_only_with_labels(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
+    """Make ``model(..., labels=...)`` return the loss without the logits, for this instance only.
+
+    Training and evaluation read only the loss, but a forward that returns the logits (batch x
+    context x vocabulary) makes them an output of the compiled graph: on an H100, gpt2-small at
+    64 x 1024 under torch.compile then holds 17 GB more and runs ~6% slower. Calls without labels
+    (generation) are untouched, and the class, weights and saved files stay plain GPT-2.
+    """
+    full = model.forward
+
+    @functools.wraps(full)  # the Trainer reads forward's signature (loss kwargs, input columns)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        outputs = full(*args, **kwargs)
+        if kwargs.get("labels") is None:
+            return outputs
+        return type(outputs)(loss=outputs.loss)
+
+    model.forward = forward
+    return model
 
 
 def _reporting(plan: TrainPlan, run_dir: Path, is_main: bool) -> list[TrainerCallback]:
