@@ -44,6 +44,7 @@ from llm_assets.training.hf_trainer import (
     tensorboard_dir,
     training_arguments,
 )
+from llm_assets.training.host_memory import steady_host_memory
 from llm_assets.training.plan import TrainPlan, plan_training
 from llm_assets.training.plots import plot_loss_curve
 from llm_assets.training.progress import (
@@ -114,7 +115,8 @@ def train_model(
     report = progress if dist.is_main else None
     on_wait = None if report is None else (lambda message: report(notice(0, plan.total_steps, message)))
     held = training_lock(checkpoint_dir, on_wait=on_wait) if lock and dist.is_main else nullcontext()
-    with held, _quiet_transformers():
+    memory = steady_host_memory() if device == "cpu" else nullcontext()
+    with held, _quiet_transformers(), memory:
         run = _Run(plan, Path(dataset_dir), Path(tokenizer_dir), Path(checkpoint_dir), dist, report, callbacks)
         return run.train(device, choose_precision(device, config.precision))
 
