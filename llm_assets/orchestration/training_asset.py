@@ -30,6 +30,11 @@ class TrainedModelConfig(dg.Config, TrainConfig):
     nproc_per_node: int = Field(
         default=1, ge=1, description="Processes per node; more than 1 trains data-parallel with torchrun."
     )
+    progress_interval_seconds: float = Field(
+        default=2.0, ge=0,
+        description="At most one training progress line (and live-chart point) per this many seconds in "
+        "the Dagster log; evaluations and the last step always show. 0: one every logging_steps.",
+    )
     training_lock: bool = Field(
         default=True,
         description="Hold checkpoints/.training.lock while training, so one training at a time writes "
@@ -37,7 +42,7 @@ class TrainedModelConfig(dg.Config, TrainConfig):
     )
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig.model_validate(self.model_dump(exclude={"nproc_per_node", "training_lock"}))
+        return TrainConfig.model_validate(self.model_dump(exclude={"nproc_per_node", "progress_interval_seconds", "training_lock"}))
 
 
 @dg.asset(
@@ -61,13 +66,15 @@ def trained_model(
     # data steps never need them; the executor's fork server has them imported already).
     from llm_assets.text.dataset import unigram_entropy
     from llm_assets.training.generate import generate_text, load_model
-    from llm_assets.training.progress import ChartPoints, TrainProgress, chart_values
+    from llm_assets.training.progress import ChartPoints, Throttle, TrainProgress, chart_values
     from llm_assets.training.train import train_model
 
-    charted = ChartPoints()
+    charted, paced = ChartPoints(), Throttle(config.progress_interval_seconds)
 
     def report(update: TrainProgress) -> None:
         """A progress line in the log; every so often a point of the live loss chart (an observation)."""
+        if not paced(update):
+            return
         context.log.info(update.message)
         if charted(update):
             context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=chart_values(update)))
