@@ -41,6 +41,7 @@ def flops_per_token() -> float:
 
 
 def peak_bf16_tflops(n: int = 8192, repeats: int = 20) -> float:
+    """The MFU denominator: a large bf16 matmul on this GPU (random data; zeros run faster)."""
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     for _ in range(3):

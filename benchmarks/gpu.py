@@ -1,8 +1,8 @@
 """The CUDA path in one run: peak matmul, the default batch, and gpt2-small's tokens/s and MFU.
 
-    python benchmarks/cuda.py --json cuda.json                 # on a machine with a CUDA GPU
-    python benchmarks/cuda.py --no-compile --sweep 16,128      # shorter
-    python benchmarks/cuda.py --large-1024 64                  # only context 1024 compiled, 64 x 1024
+    python benchmarks/gpu.py --json cuda.json                  # on a machine with a CUDA GPU
+    python benchmarks/gpu.py --no-compile --sweep 16,128       # shorter
+    python benchmarks/gpu.py --large-1024 64                   # only context 1024 compiled, 64 x 1024
 
 1. The peak: a large bf16 matrix product (8192^3), timed on this GPU. MFU is measured against it,
    not against a datasheet, as nanoGPT's estimate_mfu does against its A100 figure.
@@ -22,10 +22,10 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from cuda_mfu import peak_bf16_tflops
 from train_throughput import Measured, bare_loop, build_inputs, trainer_run
 
 from llm_assets.training.config import TrainConfig
@@ -33,19 +33,6 @@ from llm_assets.training.presets import get_preset
 
 PRESET = "gpt2-small"
 VOCAB = 50257
-
-
-def peak_bf16_tflops(n: int = 8192, repeats: int = 10) -> float:
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
 def mfu(tokens_per_second: float, context: int, peak_tflops: float) -> float:
