@@ -42,7 +42,9 @@ class TrainedModelConfig(dg.Config, TrainConfig):
     )
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig.model_validate(self.model_dump(exclude={"nproc_per_node", "progress_interval_seconds", "training_lock"}))
+        """The training keys alone: the asset-only keys above never reach the run's identity."""
+        asset_only = set(type(self).model_fields) - set(TrainConfig.model_fields)
+        return TrainConfig.model_validate(self.model_dump(exclude=asset_only))
 
 
 @dg.asset(

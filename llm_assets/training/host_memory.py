@@ -42,7 +42,10 @@ def _glibc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        return None
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return libc
 
 
 def supported() -> bool:
@@ -53,7 +56,6 @@ def _apply(settings: dict[int, int]) -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return all(libc.mallopt(key, value) == 1 for key, value in settings.items())
 
 
