@@ -24,6 +24,7 @@ from tokenizers import Tokenizer
 
 from llm_assets.atomic import new_version
 from llm_assets.books.corpus import CorpusFiles, read_corpus_index, resolve_corpus
+from llm_assets.text.byte_counts import TargetBytes, add, count_targets, token_byte_lengths, write_byte_counts
 from llm_assets.text.chunking import iter_chunk_batches
 from llm_assets.text.tokenizer import END_OF_TEXT, TOKENIZER_FILE, tokenizer_threads
 
@@ -114,7 +115,9 @@ def build_dataset(
                 "one each. Use a smaller context_length or add books."
             )
         is_validation = choose_validation(stream.book_ends, blocks, context_length, validation_fraction, seed)
-        arrow_files = _write_splits(token_file, scratch, is_validation, context_length, dtype)
+        arrow_files, byte_counts = _write_splits(token_file, scratch, is_validation, context_length, dtype,
+                                                 token_byte_lengths(tokenizer))
+        write_byte_counts(folder, byte_counts)
         _save_with_datasets(
             arrow_files, folder, context_length, dtype, max_shard_bytes,
             fingerprint=f"{stream.digest}/{context_length}/{validation_fraction!r}/{seed}",
@@ -239,24 +242,28 @@ def _features(context_length: int, dtype: np.dtype):  # -> datasets.Features, im
 
 
 def _write_splits(
-    token_file: Path, folder: Path, is_validation: np.ndarray, context_length: int, dtype: np.dtype
-) -> dict[str, Path]:
-    """Pass 2: route each block of the token file to its split's Arrow stream file."""
+    token_file: Path, folder: Path, is_validation: np.ndarray, context_length: int, dtype: np.dtype,
+    byte_lengths: np.ndarray,
+) -> tuple[dict[str, Path], dict[str, TargetBytes]]:
+    """Pass 2: route each block of the token file to its split's Arrow stream file, counting the
+    bytes of text each split's targets spell (``byte_counts``: what bits per byte divide by)."""
     column = pa.list_(pa.from_numpy_dtype(dtype), context_length)
     schema = pa.schema([pa.field(COLUMN, column)])
     paths = {split: folder / f"{split}.arrow" for split in SPLITS}
+    counts = {split: TargetBytes(0, 0) for split in SPLITS}
     writers = {split: pa.ipc.new_stream(str(path), schema) for split, path in paths.items()}
     try:
         for first, blocks in _read_blocks(token_file, len(is_validation), context_length, dtype):
             mask = is_validation[first : first + len(blocks)]
             for split, rows in (("train", blocks[~mask]), ("validation", blocks[mask])):
                 if len(rows):
+                    counts[split] = add(counts[split], count_targets(rows, byte_lengths))
                     values = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), context_length)
                     writers[split].write_batch(pa.record_batch([values], schema=schema))
     finally:
         for writer in writers.values():
             writer.close()
-    return paths
+    return paths, counts
 
 
 def _save_with_datasets(

@@ -26,8 +26,11 @@ from llm_assets.training.plan import TrainPlan
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
 TRAINING_LOCK = ".training.lock"
-IDENTITY_VERSION = 2
+IDENTITY_VERSION = 3  # 3: the optimizer joined the identity
 _REQUIRED_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt")
+# The callbacks whose saved state says a run has ended before its planned last step.
+STOP_CALLBACK = "EarlyStopping"
+BUDGET_CALLBACK = "TimeBudget"
 
 
 @contextmanager
@@ -104,6 +107,7 @@ def run_identity(plan: TrainPlan, dataset_dir: Path, tokenizer_dir: Path) -> dic
         "tokenizer": digest_file(Path(tokenizer_dir) / "tokenizer.json"),
         "model": shape,
         "learning_rate": plan.learning_rate,
+        "optimizer": plan.optimizer,
         "batch_size": plan.batch_size,
         "world_size": plan.world_size,
         "seed": plan.config.seed,
@@ -127,16 +131,31 @@ class Resume:
     planned_steps: int  # the total the checkpoint's run was planned for; 0 when fresh
     finished: bool  # the checkpoint already holds the whole run: evaluate and publish it
     discarded: tuple[str, ...] = ()  # half-written checkpoints removed before deciding
+    best_checkpoint: Path | None = None  # the evaluated checkpoint with the lowest validation loss
+    saved_callbacks: dict[str, Any] = dataclasses.field(default_factory=dict)  # their state at the checkpoint
+
+    @property
+    def model_checkpoint(self) -> Path | None:
+        """What a finished run publishes: its best checkpoint if it is still there, else its last."""
+        if self.best_checkpoint is not None and is_complete_checkpoint(self.best_checkpoint):
+            return self.best_checkpoint
+        return self.checkpoint
+
+    def callback_attributes(self, name: str) -> dict[str, Any]:
+        saved = self.saved_callbacks.get(name) or {}
+        return dict(saved.get("attributes", {})) if isinstance(saved, dict) else {}
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "run_dir": str(self.run_dir),
-                "checkpoint": str(self.checkpoint) if self.checkpoint else None}
+                "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+                "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Resume:
-        checkpoint = data["checkpoint"]
+        checkpoint, best = data["checkpoint"], data.get("best_checkpoint")
         return cls(**{**data, "run_dir": Path(data["run_dir"]), "discarded": tuple(data["discarded"]),
-                      "checkpoint": Path(checkpoint) if checkpoint else None})
+                      "checkpoint": Path(checkpoint) if checkpoint else None,
+                      "best_checkpoint": Path(best) if best else None})
 
 
 def choose_resume(run_dir: Path, total_steps: int) -> Resume:
@@ -157,11 +176,20 @@ def choose_resume(run_dir: Path, total_steps: int) -> Resume:
                       discarded=tuple(discarded))
     state = json.loads((last / TRAINER_STATE).read_text(encoding="utf-8"))
     step = int(state["global_step"])
+    saved = state.get("stateful_callbacks") or {}
+    ended = any(
+        isinstance(value, dict) and value.get("attributes", {}).get(flag)
+        for value, flag in ((saved.get(STOP_CALLBACK), "stopped"), (saved.get(BUDGET_CALLBACK), "finished"))
+    )
+    best = state.get("best_model_checkpoint")
     return Resume(
         run_dir=run_dir,
         checkpoint=last,
         step=step,
         planned_steps=int(state.get("max_steps") or 0),
-        finished=step >= total_steps,
+        finished=step >= total_steps or ended,
         discarded=tuple(discarded),
+        # The Trainer records an absolute path; the run folder may have moved since.
+        best_checkpoint=run_dir / Path(best).name if best else None,
+        saved_callbacks=saved,
     )

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from llm_assets.training.presets import get_preset
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+OPTIMIZERS = ("auto", "adamw", "muon")
 DEFAULT_PROMPTS = ["The fog lifted and", "It was a dark and stormy night;", "She opened the letter and read"]
-REPORT_TARGETS = ("none", "tensorboard")
 
 
 class TrainConfig(BaseModel):
@@ -28,8 +28,29 @@ class TrainConfig(BaseModel):
         description="Model size and the optimiser settings that suit it: tiny (a CPU smoke run in "
         "seconds), mini, gpt2-small (the default, ~124M parameters) or gpt2-medium.",
     )
-    max_steps: int = Field(default=-1, description="Optimizer steps to train; -1 trains by epochs.")
+    max_steps: int = Field(default=-1, description="Optimizer steps to train; -1 trains by epochs (or by the budget).")
     num_train_epochs: float = Field(default=1.0, description="Passes over the training blocks when max_steps is -1.")
+    time_budget_minutes: float = Field(
+        default=0.0,
+        description="Train for this many minutes of wall time (evaluations, checkpoints and the publish "
+        "included), repeating the data as needed, with the learning rate at its floor on the last step; "
+        "0: off (train by max_steps or epochs). A resumed run counts the time already spent.",
+    )
+    decay_fraction: float = Field(
+        default=0.4,
+        description="With a time budget: the share of the budget, at its end, over which the learning "
+        "rate decays from the peak to its floor.",
+    )
+    optimizer: str = Field(
+        default="auto",
+        description="adamw, or muon (Muon for the hidden matrices, AdamW for embeddings, norms and "
+        "biases); auto: the one that wins at equal wall time on the device (muon on cpu, cuda and mps).",
+    )
+    early_stopping_patience: int = Field(
+        default=5,
+        description="Stop when the validation loss has not improved for this many evaluations in a "
+        "row; 0: never stop early. The published model is always the best evaluated checkpoint.",
+    )
     batch_size: int = Field(
         default=0,
         description="Sequences per optimizer step in one process (the batch_size metadata); 0: the preset's.",
@@ -62,8 +83,9 @@ class TrainConfig(BaseModel):
     )
     report_to: str = Field(
         default="none",
-        description="none, or tensorboard: the Trainer's event files go to <run folder>/tensorboard "
-        "(needs the tensorboard extra).",
+        description="none; tensorboard (the Trainer's event files go to <run folder>/tensorboard, needs "
+        "the tensorboard extra); or any other Trainer integration by name (mlflow, wandb, ...), "
+        "comma-separated for several, each with its own package and settings.",
     )
     sample_prompts: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PROMPTS), description="Prompts sampled after training."
@@ -90,7 +112,8 @@ class TrainConfig(BaseModel):
             raise ValueError("must be positive (save_total_limit: keep at least 1 checkpoint, or a killed run cannot resume)")
         return value
 
-    @field_validator("batch_size", "gradient_accumulation_steps", "eval_steps", "dataloader_workers")
+    @field_validator("batch_size", "gradient_accumulation_steps", "eval_steps", "dataloader_workers",
+                     "early_stopping_patience")
     @classmethod
     def _zero_or_positive(cls, value: int) -> int:
         if value < 0:
@@ -121,15 +144,50 @@ class TrainConfig(BaseModel):
     @field_validator("report_to")
     @classmethod
     def _report_to(cls, value: str) -> str:
-        if value not in REPORT_TARGETS:
-            raise ValueError(f"use one of {', '.join(REPORT_TARGETS)}")
+        if not value.strip() or any(not name.strip() for name in value.split(",")):
+            raise ValueError("use none, tensorboard, or Trainer integration names separated by commas")
+        return value
+
+    @field_validator("time_budget_minutes")
+    @classmethod
+    def _budget(cls, value: float) -> float:
+        if value < 0 or not math.isfinite(value):
+            raise ValueError("use 0 (no budget) or a positive number of minutes")
+        return value
+
+    @field_validator("decay_fraction")
+    @classmethod
+    def _decay_fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("use a share of the budget between 0 and 1 (exclusive), e.g. 0.4")
+        return value
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, value: str) -> str:
+        if value not in OPTIMIZERS:
+            raise ValueError(f"use one of {', '.join(OPTIMIZERS)}")
         return value
 
     @model_validator(mode="after")
     def _epochs_when_needed(self) -> TrainConfig:
         if self.max_steps == -1 and not self.num_train_epochs > 0:
             raise ValueError("num_train_epochs must be positive when max_steps is -1")
+        if self.time_budget_minutes and self.max_steps != -1:
+            raise ValueError(
+                "time_budget_minutes and max_steps both set: a budget decides the number of steps; "
+                "keep one of them (max_steps: -1 with a budget)"
+            )
+        if self.eval_steps and self.save_steps % self.eval_steps:
+            raise ValueError(
+                f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}): every "
+                "checkpoint is evaluated, so the best one can be published"
+            )
         return self
+
+    @property
+    def time_budget_seconds(self) -> float:
+        return self.time_budget_minutes * 60.0
 
     @property
     def effective_eval_steps(self) -> int:

@@ -9,12 +9,13 @@ initialisation, the learning-rate schedule (``schedule.py``) and how batches are
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import (
+    EarlyStoppingCallback,
     GPT2Config,
     GPT2LMHeadModel,
     PrinterCallback,
@@ -28,6 +29,7 @@ from llm_assets.training.batches import TokenBlocks, collate_blocks
 from llm_assets.training.checkpoints import CHECKPOINT_PREFIX
 from llm_assets.training.devices import fused_adamw_supported
 from llm_assets.training.distributed import backend_for
+from llm_assets.training.optimizers import muon_with_adamw
 from llm_assets.training.plan import TrainPlan
 
 TENSORBOARD_DIR = "tensorboard"
@@ -68,6 +70,7 @@ def load_model(checkpoint: Path) -> GPT2LMHeadModel:
 
 def training_arguments(plan: TrainPlan, run_dir: Path, device: str, precision: str) -> TrainingArguments:
     config, preset = plan.config, plan.preset
+    integrations = [name for name in report_targets(config.report_to) if name != "tensorboard"]
     return TrainingArguments(
         output_dir=str(run_dir),
         max_steps=plan.total_steps,
@@ -89,6 +92,11 @@ def training_arguments(plan: TrainPlan, run_dir: Path, device: str, precision: s
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
+        # The published model is the checkpoint with the lowest validation loss (the rotation never
+        # deletes it); on a run that repeats its data that is not always the last one.
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
         logging_strategy="steps",
         logging_steps=config.logging_steps,
         logging_first_step=True,
@@ -100,18 +108,32 @@ def training_arguments(plan: TrainPlan, run_dir: Path, device: str, precision: s
         dataloader_pin_memory=device == "cuda",
         ddp_backend=backend_for(device) if plan.world_size > 1 else None,
         ddp_find_unused_parameters=False,
-        report_to="none",  # TensorBoard, when asked for, is added by make_trainer with our folder
+        # TensorBoard, when asked for, is added by make_trainer with our folder; any other
+        # integration is the Trainer's own (its package and settings are the user's).
+        report_to=integrations or "none",
         disable_tqdm=True,
         seed=config.seed,
     )
 
 
 class ScheduledTrainer(Trainer):
-    """The Trainer with the plan's learning-rate schedule (warm-up and decay fitted to the run)."""
+    """The Trainer with the plan's learning-rate schedule (warm-up and decay fitted to the run) and,
+    with ``optimizer: muon``, Muon for the hidden matrices (``optimizers.py``)."""
 
-    def __init__(self, *args: Any, plan: TrainPlan, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, plan: TrainPlan, device: str = "cpu", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.plan = plan
+        self.device_type = device
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None and self.plan.optimizer == "muon":
+            preset = self.plan.preset
+            self.optimizer = muon_with_adamw(
+                model if model is not None else self.model, lr=self.plan.learning_rate, weight_decay=preset.weight_decay,
+                betas=(preset.adam_beta1, preset.adam_beta2), device=self.device_type,
+                fused_adamw=fused_adamw_supported(self.device_type),
+            )
+        return super().create_optimizer(model)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None:
@@ -119,6 +141,36 @@ class ScheduledTrainer(Trainer):
                 optimizer or self.optimizer, self.plan.schedule.factor
             )
         return self.lr_scheduler
+
+
+class EarlyStopping(EarlyStoppingCallback):
+    """The Trainer's patience rule on the validation loss, plus what a user and a re-run need: the
+    stop is said, checkpointed at that step, and remembered there, so materializing again publishes
+    the run instead of training on. Saved as ``EarlyStopping`` in each checkpoint's state."""
+
+    def __init__(self, patience: int, say: Callable[[str, int], None], counter: int = 0) -> None:
+        super().__init__(early_stopping_patience=patience)
+        self.early_stopping_patience_counter = counter
+        self.say = say
+        self.stopped = False
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):  # noqa: ANN001
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        if self.early_stopping_patience_counter >= self.early_stopping_patience and not self.stopped:
+            self.stopped = True
+            control.should_training_stop = True
+            control.should_save = True
+            self.say(
+                f"stopping early at step {state.global_step}: the validation loss has not improved for "
+                f"{self.early_stopping_patience} evaluations (best {state.best_metric:.4f} at step "
+                f"{state.best_global_step}); early_stopping_patience: 0 turns this off",
+                state.global_step,
+            )
+
+    def state(self) -> dict[str, Any]:
+        saved = super().state()
+        saved["attributes"]["stopped"] = self.stopped
+        return saved
 
 
 class DurableCheckpoints(TrainerCallback):
@@ -138,6 +190,7 @@ def make_trainer(
     args: TrainingArguments,
     callbacks: Sequence[TrainerCallback],
     is_main: bool = True,
+    device: str = "cpu",
 ) -> ScheduledTrainer:
     if args.n_gpu > 1:
         # One process drives one GPU: more GPUs are used through nproc_per_node (DDP), never through
@@ -146,18 +199,36 @@ def make_trainer(
             f"{args.n_gpu} GPUs are visible to one training process: set `nproc_per_node` to "
             f"{args.n_gpu} to train on all of them, or CUDA_VISIBLE_DEVICES to pick one."
         )
-    trainer = ScheduledTrainer(
+    try:
+        trainer = _trainer(plan, model, tokenizer, dataset_dir, args, callbacks, is_main, device)
+    except (ValueError, ImportError, RuntimeError) as error:
+        # The Trainer checks each integration (known name, package installed) as it starts.
+        named = [name for name in report_targets(plan.config.report_to) if name.lower() in str(error).lower()]
+        if not named or "tensorboard" in named:
+            raise
+        raise ValueError(
+            f"Config key `report_to`={plan.config.report_to!r}: {error} Install the integration's package "
+            "or set report_to: none."
+        ) from error
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; our progress line replaces it
+    return trainer
+
+
+def _trainer(
+    plan: TrainPlan, model: GPT2LMHeadModel, tokenizer: Any, dataset_dir: Path, args: TrainingArguments,
+    callbacks: Sequence[TrainerCallback], is_main: bool, device: str,
+) -> ScheduledTrainer:
+    return ScheduledTrainer(
         model=loss_only_with_labels(model),
         args=args,
         plan=plan,
+        device=device,
         train_dataset=TokenBlocks(dataset_dir, "train"),
         eval_dataset=TokenBlocks(dataset_dir, "validation"),
         data_collator=collate_blocks,
         processing_class=tokenizer,
         callbacks=[DurableCheckpoints(), *callbacks, *_reporting(plan, Path(args.output_dir), is_main)],
     )
-    trainer.remove_callback(PrinterCallback)  # it prints every log dict; our progress line replaces it
-    return trainer
 
 
 def loss_only_with_labels(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
@@ -183,7 +254,7 @@ def loss_only_with_labels(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
 
 def _reporting(plan: TrainPlan, run_dir: Path, is_main: bool) -> list[TrainerCallback]:
     """TensorBoard event files in ``<run folder>/tensorboard``, written by rank 0 only."""
-    if plan.config.report_to != "tensorboard" or not is_main:
+    if "tensorboard" not in report_targets(plan.config.report_to) or not is_main:
         return []
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -195,6 +266,11 @@ def _reporting(plan: TrainPlan, run_dir: Path, is_main: bool) -> list[TrainerCal
     from transformers.integrations import TensorBoardCallback
 
     return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(tensorboard_dir(run_dir))))]
+
+
+def report_targets(report_to: str) -> list[str]:
+    """``report_to``'s integration names; ``none`` is none."""
+    return [name.strip() for name in report_to.split(",") if name.strip() not in ("", "none")]
 
 
 def tensorboard_dir(run_dir: Path) -> Path:

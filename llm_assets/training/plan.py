@@ -11,11 +11,16 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_assets.text.byte_counts import TargetBytes, validation_target_bytes
 from llm_assets.text.dataset import check_dataset
 from llm_assets.text.tokenizer import load_tokenizer
 from llm_assets.training.config import TrainConfig
+from llm_assets.training.optimizers import resolve_optimizer
 from llm_assets.training.presets import ModelPreset, get_preset, padded_vocab_size
-from llm_assets.training.schedule import Schedule, warmup_for
+from llm_assets.training.schedule import SETTLE_STEPS, BudgetSchedule, Schedule, warmup_for
+
+# A budgeted run's step count is decided as it runs; the Trainer is given this as its bound.
+BUDGET_STEP_BOUND = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,13 @@ class TrainPlan:
     train_rows: int
     validation_rows: int
     world_size: int
-    schedule: Schedule
+    schedule: Schedule | BudgetSchedule
+    optimizer: str  # adamw or muon, resolved for the device
+    validation_bytes: TargetBytes  # what eval_bpb divides by
+
+    @property
+    def budget_seconds(self) -> float:
+        return self.config.time_budget_seconds
 
     @property
     def micro_batch_size(self) -> int:
@@ -40,7 +51,8 @@ class TrainPlan:
 
     @property
     def total_steps(self) -> int:
-        return self.schedule.total_steps
+        """The Trainer's max_steps: the run's length, or with a budget a bound it never reaches."""
+        return BUDGET_STEP_BOUND if self.budget_seconds else self.schedule.total_steps
 
     @property
     def model_vocab(self) -> int:
@@ -89,12 +101,19 @@ def plan_training(
             "is split into that many equal micro-batches, so batch_size must be a multiple of it."
         )
     train_rows = check.rows["train"]
-    if config.max_steps > 0:
-        total = config.max_steps
+    schedule: Schedule | BudgetSchedule
+    if config.time_budget_minutes:
+        # The length is unknown: the warm-up Adam needs to settle (or the user's), within the cap.
+        warmup = config.warmup_steps if config.warmup_steps >= 0 else min(SETTLE_STEPS, preset.max_warmup_steps)
+        schedule = BudgetSchedule(warmup_steps=warmup)
     else:
-        steps_per_epoch = max(1, math.ceil(train_rows / world_size) // batch)
-        total = max(1, math.ceil(config.num_train_epochs * steps_per_epoch))
-    warmup = warmup_for(total, preset.warmup_fraction, preset.max_warmup_steps, config.warmup_steps)
+        if config.max_steps > 0:
+            total = config.max_steps
+        else:
+            steps_per_epoch = max(1, math.ceil(train_rows / world_size) // batch)
+            total = max(1, math.ceil(config.num_train_epochs * steps_per_epoch))
+        warmup = warmup_for(total, preset.warmup_fraction, preset.max_warmup_steps, config.warmup_steps)
+        schedule = Schedule(warmup_steps=warmup, total_steps=total)
     return TrainPlan(
         config=config,
         preset=preset,
@@ -106,5 +125,7 @@ def plan_training(
         train_rows=train_rows,
         validation_rows=check.rows["validation"],
         world_size=world_size,
-        schedule=Schedule(warmup_steps=warmup, total_steps=total),
+        schedule=schedule,
+        optimizer=resolve_optimizer(config.optimizer, device),
+        validation_bytes=validation_target_bytes(dataset_dir, tokenizer_dir),
     )

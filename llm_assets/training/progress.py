@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from transformers import TrainerCallback
 
@@ -27,9 +28,18 @@ class TrainProgress:
     learning_rate: float | None = None
     tokens_per_second: float | None = None
     eta_seconds: float | None = None
+    bpb: float | None = None  # evaluations: the validation loss in bits per byte of text
 
 
 ProgressFn = Callable[[TrainProgress], None]
+
+
+class Horizon(Protocol):
+    """Where a run whose length is not fixed expects to end (``budget.TimeBudget``)."""
+
+    def expected_steps(self, steps_done: int) -> int: ...
+
+    def seconds_left(self) -> float: ...
 
 
 class ChartPoints:
@@ -77,7 +87,10 @@ class Throttle:
 def chart_values(update: TrainProgress) -> dict[str, float]:
     """The numbers of a chart point, named as in the final metadata so the charts continue into it."""
     if update.kind == "eval" and update.loss is not None:
-        return {"eval_loss": round(update.loss, 4), "step": update.step}
+        values = {"eval_loss": round(update.loss, 4), "step": update.step}
+        if update.bpb is not None and math.isfinite(update.bpb):
+            values["eval_bpb"] = round(update.bpb, 4)
+        return values
     values = {"train_loss": update.loss, "learning_rate": update.learning_rate,
               "tokens_per_second": update.tokens_per_second}
     return {**{key: round(value, 6) for key, value in values.items() if value is not None}, "step": update.step}
@@ -104,10 +117,19 @@ def format_duration(seconds: float) -> str:
 class ProgressCallback(TrainerCallback):
     """Times training steps and turns the Trainer's logs into :class:`TrainProgress` reports."""
 
-    def __init__(self, tokens_per_step: int, flops_per_token: float, report: ProgressFn | None) -> None:
+    def __init__(
+        self,
+        tokens_per_step: int,
+        flops_per_token: float,
+        report: ProgressFn | None,
+        bits_per_byte: Callable[[float], float] | None = None,
+        horizon: Horizon | None = None,
+    ) -> None:
         self.tokens_per_step = tokens_per_step
         self.flops_per_token = flops_per_token
         self.report = report
+        self.bits_per_byte = bits_per_byte
+        self.horizon = horizon
         self.train_seconds = 0.0
         self._mark = time.perf_counter()
         self._window_seconds = 0.0
@@ -115,6 +137,12 @@ class ProgressCallback(TrainerCallback):
 
     def _restart(self) -> None:
         self._mark = time.perf_counter()
+
+    def _last_step(self, state) -> int:  # noqa: ANN001
+        """The run's last step: fixed, or as the budget expects it now."""
+        if self.horizon is not None:
+            return self.horizon.expected_steps(state.global_step)
+        return state.max_steps
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
         self._restart()
@@ -132,13 +160,16 @@ class ProgressCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
         if self.report is not None and metrics and "eval_loss" in metrics:
             loss = float(metrics["eval_loss"])
+            bpb = self.bits_per_byte(loss) if self.bits_per_byte else None
+            last = self._last_step(state)
             self.report(TrainProgress(
                 kind="eval",
                 step=state.global_step,
-                max_steps=state.max_steps,
+                max_steps=last,
                 loss=loss,
-                message=f"eval step {state.global_step}/{state.max_steps} | val loss {loss:.4f} | "
-                f"perplexity {perplexity(loss):.2f}",
+                bpb=bpb,
+                message=f"eval step {state.global_step}/{last} | val loss {loss:.4f} | "
+                f"perplexity {perplexity(loss):.2f}" + (f" | {bpb:.4f} bits/byte" if bpb is not None else ""),
             ))
         self._restart()
 
@@ -153,9 +184,12 @@ class ProgressCallback(TrainerCallback):
         if self.report is None:
             return
         rate = self.tokens_per_step * steps / seconds if seconds > 0 and steps else None
-        eta = max(0, state.max_steps - state.global_step) * seconds / steps if steps and seconds > 0 else None
+        last = self._last_step(state)
+        eta = max(0, last - state.global_step) * seconds / steps if steps and seconds > 0 else None
+        if self.horizon is not None:
+            eta = self.horizon.seconds_left()
         loss, lr = float(logs["loss"]), float(logs.get("learning_rate", 0.0))
-        parts = [f"step {state.global_step}/{state.max_steps}", f"epoch {float(state.epoch or 0):.2f}",
+        parts = [f"step {state.global_step}/{last}", f"epoch {float(state.epoch or 0):.2f}",
                  f"loss {loss:.4f}", f"lr {lr:.2e}"]
         if rate is not None:
             parts += [f"{rate:,.0f} tok/s", f"{rate * self.flops_per_token / 1e12:.3f} TFLOP/s"]
@@ -164,7 +198,7 @@ class ProgressCallback(TrainerCallback):
         self.report(TrainProgress(
             kind="train",
             step=state.global_step,
-            max_steps=state.max_steps,
+            max_steps=last,
             loss=loss,
             learning_rate=lr,
             tokens_per_second=rate,

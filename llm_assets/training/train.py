@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict
 from transformers import TrainerCallback, TrainerState
 
 from llm_assets.text.tokenizer import load_tokenizer
+from llm_assets.training.budget import TimeBudget, spent_and_schedule
 from llm_assets.training.checkpoints import (
+    BUDGET_CALLBACK,
+    STOP_CALLBACK,
     TRAINER_STATE,
     Resume,
     choose_resume,
@@ -38,18 +41,22 @@ from llm_assets.training.failures import (
 )
 from llm_assets.training.generate import generate_text
 from llm_assets.training.hf_trainer import (
+    EarlyStopping,
     build_model,
     load_model,
     make_trainer,
+    report_targets,
     tensorboard_dir,
     training_arguments,
 )
 from llm_assets.training.host_memory import steady_host_memory
 from llm_assets.training.plan import TrainPlan, plan_training
+from llm_assets.training.schedule import BudgetSchedule
 from llm_assets.training.plots import plot_loss_curve
 from llm_assets.training.progress import (
     ProgressCallback,
     ProgressFn,
+    format_duration,
     notice,
     perplexity,
 )
@@ -73,8 +80,15 @@ class TrainResult(BaseModel):
     train_tokens: int  # tokens the final model was trained on, all processes, resumed steps included
     tokens_per_second: float  # tokens trained in this call / seconds in training steps in this call
     train_loss: float  # mean training loss over the last logging window
-    eval_loss: float
+    eval_loss: float  # of the published model: the best evaluated checkpoint
     perplexity: float
+    eval_bpb: float  # eval_loss in bits per UTF-8 byte of the validation text
+    best_step: int  # the step the published model was saved at
+    stopped_early: bool
+    optimizer: str
+    epochs: float  # passes over the training blocks
+    time_budget_minutes: float  # 0: none
+    time_used_seconds: float  # with a budget: all calls, the resumed-from checkpoint's time included
     resumed_from_step: int
     world_size: int
     model_dir: Path
@@ -141,6 +155,9 @@ class _Run:
         self.base_dir = run_dir_for(checkpoint_dir / "runs", plan, dataset_dir, tokenizer_dir) if dist.is_main else None
         self.trainer: Any = None
         self.clock: ProgressCallback | None = None
+        self.budget: TimeBudget | None = None
+        self.stopper: EarlyStopping | None = None
+        self.spent_before = 0.0  # budget seconds the first checkpoint continued from had used
 
     def say(self, message: str, step: int = 0) -> None:
         if self.report is not None:
@@ -159,16 +176,18 @@ class _Run:
     def train(self, device: str, precision: str) -> TrainResult:
         plan = self.plan
         first = self.resume_point(device)
+        self.spent_before = spent_and_schedule(first.saved_callbacks.get(BUDGET_CALLBACK) or {})[0]
         parameters = plan.preset.parameter_count(plan.tokenizer_vocab)
         self.say(
             f"training {plan.preset.name} ({parameters / 1e6:.1f}M parameters) on {device} in {precision}, "
-            f"{plan.total_steps} steps of {plan.batch_size * plan.world_size} x {plan.context_length} tokens "
-            f"(warm-up {plan.schedule.warmup_steps}), world size {plan.world_size}; run folder {first.run_dir}"
+            f"{_length(plan)} of {plan.batch_size * plan.world_size} x {plan.context_length} tokens "
+            f"(warm-up {plan.schedule.warmup_steps}) with {plan.optimizer}, world size {plan.world_size}; "
+            f"run folder {first.run_dir}"
         )
         note = _schedule_note(first, plan)
         if note:
             self.say(note, first.step)
-        if plan.config.report_to == "tensorboard":
+        if "tensorboard" in report_targets(plan.config.report_to):
             self.say(f"TensorBoard: tensorboard --logdir {tensorboard_dir(first.run_dir)}")
         fell_back, resume = False, first
         while True:
@@ -195,15 +214,19 @@ class _Run:
     def attempt(self, device: str, precision: str, resume: Resume) -> tuple[int, float]:
         """Build a Trainer for ``device`` and train from ``resume``: (steps trained, mean loss)."""
         prepare_device(device)
-        args = training_arguments(self.plan, resume.run_dir, device, precision)
-        model = load_model(resume.checkpoint) if resume.finished else build_model(self.plan, self.tokenizer)
+        plan = self.plan
+        args = training_arguments(plan, resume.run_dir, device, precision)
+        model = load_model(resume.model_checkpoint) if resume.finished else build_model(plan, self.tokenizer)
+        ours = self.run_callbacks(resume, device)
         self.clock = ProgressCallback(
-            self.plan.tokens_per_step,
-            self.plan.preset.flops_per_token(self.plan.context_length, self.plan.tokenizer_vocab),
+            plan.tokens_per_step,
+            plan.preset.flops_per_token(plan.context_length, plan.tokenizer_vocab),
             self.report,
+            bits_per_byte=plan.validation_bytes.bits_per_byte,
+            horizon=self.budget,
         )
-        self.trainer = make_trainer(self.plan, model, self.tokenizer, self.dataset_dir, args,
-                                    [self.clock, *self.callbacks], is_main=self.dist.is_main)
+        self.trainer = make_trainer(plan, model, self.tokenizer, self.dataset_dir, args,
+                                    [self.clock, *ours, *self.callbacks], is_main=self.dist.is_main, device=device)
         if resume.checkpoint is not None:
             what = "run already finished; evaluating its final checkpoint" if resume.finished else "resuming"
             self.say(f"{what} from {resume.checkpoint} (step {resume.step}) on {device}", resume.step)
@@ -212,6 +235,31 @@ class _Run:
             return 0, math.nan
         output = self.trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume.checkpoint else None)
         return output.global_step - resume.step, output.training_loss
+
+    def run_callbacks(self, resume: Resume, device: str) -> list[TrainerCallback]:
+        """The time budget and early stopping, carried on from the checkpoint being resumed."""
+        plan, config = self.plan, self.plan.config
+        ours: list[TrainerCallback] = []
+        self.budget = None
+        if isinstance(plan.schedule, BudgetSchedule):
+            plan.schedule.restore(spent_and_schedule(resume.saved_callbacks.get(BUDGET_CALLBACK) or {})[1])
+            samples = len(config.sample_prompts) * config.sample_max_new_tokens
+            self.budget = TimeBudget(
+                plan.budget_seconds, plan.schedule, started=self.started, spent_before=self.spent_before,
+                decay_fraction=config.decay_fraction,
+                # Sampling after the last step: a forward per token, roughly 2 FLOPs a parameter.
+                final_extra_seconds=samples * (0.002 + 2 * plan.preset.parameter_count(plan.tokenizer_vocab) / 2e10),
+                check_every=1 if self.dist.world_size == 1 else config.logging_steps,
+                agree=lambda value: decided_by_main(self.dist, device, value),
+            )
+            ours.append(self.budget)
+        self.stopper = None
+        if config.early_stopping_patience:
+            counter = resume.callback_attributes(STOP_CALLBACK).get("early_stopping_patience_counter", 0)
+            self.stopper = EarlyStopping(config.early_stopping_patience, lambda text, step: self.say(text, step),
+                                         counter=int(counter))
+            ours.append(self.stopper)
+        return ours
 
     def finish(
         self, first: Resume, last: Resume, device: str, precision: str, fell_back: bool,
@@ -240,7 +288,13 @@ class _Run:
         if self.dist.world_size > 1:
             trainer.accelerator.wait_for_everyone()  # no rank exits while rank 0 still publishes
         seconds = self.clock.train_seconds
-        eval_loss = eval_history[-1][1]
+        best_step = int(state.best_global_step or 0)
+        eval_loss = float(state.best_metric) if state.best_metric is not None and best_step else eval_history[-1][1]
+        if not best_step or not (last.run_dir / f"checkpoint-{best_step}").is_dir():
+            best_step = eval_history[-1][0]
+        stopped = bool(self.stopper and self.stopper.stopped) or bool(
+            last.finished and last.callback_attributes(STOP_CALLBACK).get("stopped"))
+        wall = time.perf_counter() - self.started
         return TrainResult(
             device=device,
             precision=precision,
@@ -252,6 +306,13 @@ class _Run:
             train_loss=loss_history[-1][1] if loss_history else mean_loss,
             eval_loss=eval_loss,
             perplexity=perplexity(eval_loss),
+            eval_bpb=plan.validation_bytes.bits_per_byte(eval_loss),
+            best_step=best_step,
+            stopped_early=stopped,
+            optimizer=plan.optimizer,
+            epochs=float(state.epoch or 0.0),
+            time_budget_minutes=config.time_budget_minutes,
+            time_used_seconds=self.spent_before + wall if config.time_budget_minutes else wall,
             resumed_from_step=first.step,
             world_size=self.dist.world_size,
             model_dir=latest,
@@ -259,7 +320,7 @@ class _Run:
             global_step=int(state.global_step),
             warmup_steps=plan.schedule.warmup_steps,
             schedule_note=note,
-            wall_seconds=time.perf_counter() - self.started,
+            wall_seconds=wall,
             train_seconds=seconds,
             fell_back_to_cpu=fell_back,
             fallback_resumed_from_step=last.step if fell_back else -1,
@@ -270,10 +331,18 @@ class _Run:
         )
 
 
+def _length(plan: TrainPlan) -> str:
+    if plan.budget_seconds:
+        return f"as many steps as fit in {format_duration(plan.budget_seconds)}"
+    return f"{plan.total_steps} steps"
+
+
 def _schedule_note(resume: Resume, plan: TrainPlan) -> str:
     """Say so when a checkpoint planned for another length is continued with this run's schedule."""
     if resume.checkpoint is None or resume.finished or resume.planned_steps in (0, plan.total_steps):
         return ""
+    if plan.budget_seconds:
+        return ""  # a budget decides its own length; the time already used counts
     return (
         f"continuing a run planned for {resume.planned_steps} steps from step {resume.step} to "
         f"{plan.total_steps} steps: the learning rate now follows this run's schedule (warm-up "

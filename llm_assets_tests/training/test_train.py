@@ -82,7 +82,8 @@ def test_unknown_preset_fails_before_training():
 @pytest.mark.parametrize(
     ("key", "value"),
     [("max_steps", 0), ("save_steps", 0), ("save_total_limit", 0), ("batch_size", -1), ("logging_steps", 0),
-     ("warmup_steps", -2), ("learning_rate", float("nan")), ("precision", "fp8"), ("report_to", "wandb")],
+     ("warmup_steps", -2), ("learning_rate", float("nan")), ("precision", "fp8"), ("report_to", "wandb,"),
+     ("time_budget_minutes", -1), ("decay_fraction", 1.0), ("optimizer", "sgd"), ("early_stopping_patience", -1)],
 )
 def test_bad_values_name_their_key(key: str, value: object):
     with pytest.raises(ValueError, match=f"(?m)^{key}$"):
@@ -213,13 +214,16 @@ def test_checkpoints_are_trainer_checkpoints_in_a_run_folder(trained):
 def test_run_folder_follows_data_and_training_settings_only(tiny_data: TinyData, tmp_path: Path):
     base = run_dir(tiny_data, tmp_path, tiny_config())
     same = [
-        tiny_config(save_steps=100, logging_steps=7, eval_steps=3, precision="fp32", sample_prompts=[]),
+        tiny_config(save_steps=100, logging_steps=7, eval_steps=4, precision="fp32", sample_prompts=[],
+                    time_budget_minutes=1, max_steps=-1, early_stopping_patience=2, decay_fraction=0.3),
         tiny_config(gradient_accumulation_steps=2),  # the same batch in two micro-batches: resumable
         tiny_config(max_steps=9, warmup_steps=3),  # a longer run continues the shorter one
     ]
     for config in same:
         assert run_dir(tiny_data, tmp_path, config) == base
-    different = [tiny_config(learning_rate=1e-4), tiny_config(batch_size=4), tiny_config(seed=1)]
+    different = [tiny_config(learning_rate=1e-4), tiny_config(batch_size=4), tiny_config(seed=1),
+                 tiny_config(optimizer="adamw" if plan_training(tiny_data.dataset_dir, tiny_data.tokenizer_dir,
+                                                                tiny_config()).optimizer == "muon" else "muon")]
     for config in different:
         assert run_dir(tiny_data, tmp_path, config) != base
     assert run_dir(tiny_data, tmp_path, tiny_config(), world_size=2) != base
