@@ -246,8 +246,11 @@ def sequences_per_step(preset: ModelPreset) -> int:
     return preset.batch_size * preset.gradient_accumulation_steps
 
 
-def run_reference(dataset_dir: Path, tokenizer_dir: Path, preset: ModelPreset, steps: int, seed: int, warmup: int) -> float:
-    """Validation loss of the textbook recipe on the same blocks, batch, steps, peak LR and warm-up."""
+def run_reference(dataset_dir: Path, tokenizer_dir: Path, preset: ModelPreset, steps: int, seed: int, warmup: int,
+                  lr: float = 0.0) -> float:
+    """Validation loss of the textbook recipe on the same blocks, batch, steps, peak LR (``lr``, or
+    the preset's) and warm-up."""
+    peak = lr or preset.learning_rate
     from transformers import AutoTokenizer
 
     vocab = padded_vocab_size(len(AutoTokenizer.from_pretrained(tokenizer_dir)))
@@ -260,7 +263,7 @@ def run_reference(dataset_dir: Path, tokenizer_dir: Path, preset: ModelPreset, s
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(
-        groups, lr=preset.learning_rate, betas=(preset.adam_beta1, preset.adam_beta2), eps=1e-8,
+        groups, lr=peak, betas=(preset.adam_beta1, preset.adam_beta2), eps=1e-8,
         fused=fused_adamw_supported("cpu"),
     )
     batch = sequences_per_step(preset)
@@ -274,7 +277,7 @@ def run_reference(dataset_dir: Path, tokenizer_dir: Path, preset: ModelPreset, s
             epoch += 1
         rows, queue = queue[:batch], queue[batch:]
         for group in optimizer.param_groups:
-            group["lr"] = reference_lr(step, steps, warmup, preset.learning_rate)
+            group["lr"] = reference_lr(step, steps, warmup, peak)
         loss = next_token_loss(model, train[rows])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), preset.max_grad_norm)

@@ -11,7 +11,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llm_assets.training.presets import get_preset
+from llm_assets.training.presets import get_preset, resolve_preset
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 OPTIMIZERS = ("auto", "adamw", "muon")
@@ -26,7 +26,8 @@ class TrainConfig(BaseModel):
     preset: str = Field(
         default="gpt2-small",
         description="Model size and the optimiser settings that suit it: tiny (a CPU smoke run in "
-        "seconds), mini, gpt2-small (the default, ~124M parameters) or gpt2-medium.",
+        "seconds), mini, gpt2-small (the default, ~124M parameters) or gpt2-medium; auto: gpt2-small on "
+        "a CUDA GPU, mini elsewhere.",
     )
     max_steps: int = Field(default=-1, description="Optimizer steps to train; -1 trains by epochs (or by the budget).")
     num_train_epochs: float = Field(default=1.0, description="Passes over the training blocks when max_steps is -1.")
@@ -95,7 +96,7 @@ class TrainConfig(BaseModel):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, value: str) -> str:
-        get_preset(value)
+        get_preset(resolve_preset(value, "cpu"))
         return value
 
     @field_validator("max_steps")

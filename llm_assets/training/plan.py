@@ -16,7 +16,7 @@ from llm_assets.text.dataset import check_dataset
 from llm_assets.text.tokenizer import load_tokenizer
 from llm_assets.training.config import TrainConfig
 from llm_assets.training.optimizers import resolve_optimizer
-from llm_assets.training.presets import ModelPreset, get_preset, padded_vocab_size
+from llm_assets.training.presets import ModelPreset, get_preset, padded_vocab_size, resolve_preset
 from llm_assets.training.schedule import SETTLE_STEPS, BudgetSchedule, Schedule, warmup_for
 
 # A budgeted run's step count is decided as it runs; the Trainer is given this as its bound.
@@ -70,7 +70,7 @@ def plan_training(
     """Check the configuration against the preset, the dataset and the tokenizer, and resolve it.
 
     ``device`` picks the default batch: a CUDA GPU gets a larger one (``ModelPreset.cuda_micro_batch``)."""
-    preset = get_preset(config.preset)
+    preset = get_preset(resolve_preset(config.preset, device))
     vocab = len(load_tokenizer(tokenizer_dir))
     check = check_dataset(dataset_dir, vocab)
     if check.largest_id >= vocab:

@@ -123,12 +123,25 @@ PRESETS: dict[str, ModelPreset] = {
 }
 
 
+AUTO = "auto"
+# preset: auto, per device: the size that gives the best model in a first run of minutes to an hour
+# (benchmarks/QUALITY.md): gpt2-small fills a CUDA GPU; on a laptop's CPU or MPS it trains too few
+# tokens in that time, and mini learns more.
+AUTO_BY_DEVICE = {"cuda": "gpt2-small"}
+AUTO_DEFAULT = "mini"
+
+
+def resolve_preset(name: str, device: str) -> str:
+    """``auto`` becomes the device's preset; any other name stays."""
+    return AUTO_BY_DEVICE.get(device, AUTO_DEFAULT) if name == AUTO else name
+
+
 def get_preset(name: str) -> ModelPreset:
     """Look a preset up by name; an unknown name fails with the choices, before any work."""
     try:
         return PRESETS[name]
     except KeyError:
-        choices = ", ".join(sorted(PRESETS))
+        choices = ", ".join([*sorted(PRESETS), AUTO])
         raise ValueError(
             f"Config key `preset`: unknown preset {name!r}. Choose one of: {choices}."
         ) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import dagster as dg
@@ -110,12 +112,19 @@ def test_pipeline_end_to_end(project, capsys):
     assert SPEC_METADATA_KEYS <= set(meta)
     assert meta["device"] == "cpu" and meta["preset"] == "tiny" and meta["world_size"] == 1
     assert meta["resumed_from_step"] == 0 and meta["train_tokens"] > 0
+    # Bits per byte beside the loss: the dataset counted its validation text's bytes when built.
+    counts = json.loads((data / "processed_dataset" / "byte_counts.json").read_text())["validation"]
+    assert meta["eval_bpb"] == pytest.approx(
+        meta["eval_loss"] * counts["target_tokens"] / (math.log(2) * counts["target_bytes"]), abs=1e-3)
+    assert meta["best_step"] in (20, 40) and meta["optimizer"] in ("adamw", "muon")
+    assert meta["time_budget_minutes"] == 0 and meta["stopped_early"] is False
     assert "data:image/png;base64," in meta["loss_curve"]
     assert list(checkpoints.rglob("checkpoint-*/trainer_state.json"))
     # While it trained, the live chart grew: a point per logged step and per evaluation.
     points = _chart_points(instance, result.run_id)
     assert [p["step"] for p in points if "train_loss" in p] == [1, 10, 20, 30, 40]
     assert [p["step"] for p in points if "eval_loss" in p] == [20, 40]
+    assert all(0 < p["eval_bpb"] < 8 for p in points if "eval_loss" in p)
     assert all(p["tokens_per_second"] > 0 for p in points if "train_loss" in p and p["step"] > 1)
 
     # The CLI generates from checkpoints/latest.
