@@ -63,3 +63,18 @@ def decided_by_main(dist: Distributed, device: str, value: Any) -> Any:
         data.copy_(torch.frombuffer(bytearray(payload), dtype=torch.uint8))
     torch_dist.broadcast(data, src=0)
     return json.loads(bytes(data.cpu().tolist()))
+
+
+def same_on_every_rank(dist: Distributed, device: str, value: float) -> bool:
+    """Whether every rank holds the same ``value`` (a checksum): its smallest and largest agree."""
+    if dist.world_size == 1:
+        return True
+    import torch
+    import torch.distributed as torch_dist
+
+    on = torch.device("cuda", dist.local_rank) if device == "cuda" else torch.device("cpu")
+    low = torch.tensor([value], dtype=torch.float64, device=on)
+    high = low.clone()
+    torch_dist.all_reduce(low, op=torch_dist.ReduceOp.MIN)
+    torch_dist.all_reduce(high, op=torch_dist.ReduceOp.MAX)
+    return bool(low.item() == high.item())

@@ -32,7 +32,7 @@ from llm_assets.training.checkpoints import (
 )
 from llm_assets.training.config import TrainConfig
 from llm_assets.training.devices import choose_precision, prepare_device
-from llm_assets.training.distributed import Distributed, decided_by_main
+from llm_assets.training.distributed import Distributed, decided_by_main, same_on_every_rank
 from llm_assets.training.failures import (
     cpu_precision,
     is_mps_error,
@@ -261,6 +261,17 @@ class _Run:
             ours.append(self.stopper)
         return ours
 
+    def check_ranks_agree(self, model: Any, device: str, step: int) -> None:
+        """Data-parallel ranks must end with the same weights (the same updates, step for step);
+        a difference means a rank trained on something else, and the model is not published."""
+        if self.dist.world_size == 1:
+            return
+        checksum = float(sum(float(p.detach().double().abs().sum()) for p in model.parameters()))
+        if not same_on_every_rank(self.dist, device, checksum):
+            raise RuntimeError(f"the {self.dist.world_size} ranks hold different weights at step {step}: "
+                               "their updates diverged; the model is not published.")
+        self.say(f"all {self.dist.world_size} ranks hold the same weights at step {step}", step)
+
     def finish(
         self, first: Resume, last: Resume, device: str, precision: str, fell_back: bool,
         steps: int, mean_loss: float, note: str,
@@ -274,6 +285,7 @@ class _Run:
             eval_history = (*eval_history, (int(state.global_step), float(trainer.evaluate()["eval_loss"])))
         loss_history = _history(state.log_history, "loss")
         model = trainer.accelerator.unwrap_model(trainer.model)
+        self.check_ranks_agree(model, device, int(state.global_step))
         latest, samples, curve = self.checkpoint_dir / "latest", (), last.run_dir / LOSS_CURVE
         if self.dist.is_main:
             model.eval()

@@ -177,3 +177,25 @@ def test_eval_bpb_is_the_loss_over_the_validation_texts_bytes_counted_by_hand(tr
     assert text_bytes > targets  # a token spells more than a byte on average
     assert result.eval_bpb == pytest.approx(result.eval_loss * targets / (math.log(2) * text_bytes), rel=1e-9)
     assert any(u.kind == "eval" and u.bpb is not None and "bits/byte" in u.message for u in trained.progress)
+
+
+# ---- under torchrun ----------------------------------------------------------------------------
+
+
+def test_under_torchrun_rank_0_decides_and_every_rank_stops_at_the_same_step(tiny_data: TinyData, tmp_path: Path):
+    from llm_assets.training.launch import torchrun_command
+    from llm_assets.training.train import TrainResult
+
+    result_path = tmp_path / "result.json"
+    config = budget_config(0.25, batch_size=4, optimizer="muon", sample_prompts=[])
+    command = torchrun_command(2, tiny_data.dataset_dir, tiny_data.tokenizer_dir, tmp_path / "checkpoints", config,
+                               "cpu", result_path)
+    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = TrainResult.model_validate_json(result_path.read_text())
+    finished = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert finished == [f"rank {r} of 2: resumed from step 0, finished at step {result.global_step}" for r in (0, 1)]
+    assert f"all 2 ranks hold the same weights at step {result.global_step}" in done.stdout  # Muon's updates agree
+    step, rate = last_learning_rate(result.run_dir)
+    assert step == result.global_step and rate == pytest.approx(PEAK * FLOOR_RATIO, rel=1e-6)
+    assert result.optimizer == "muon" and result.world_size == 2
