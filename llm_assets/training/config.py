@@ -68,7 +68,12 @@ class TrainConfig(BaseModel):
         "preset's share of the run (a fraction of it, capped).",
     )
     save_steps: int = Field(default=500, description="Checkpoint interval in optimizer steps.")
-    save_total_limit: int = Field(default=3, description="Checkpoints kept per run folder.")
+    save_total_limit: int = Field(default=3, description="Checkpoints kept per run folder while it trains.")
+    keep_run_folders: int = Field(
+        default=3,
+        description="Run folders kept under checkpoints/runs (this run's included); older ones are removed "
+        "when a training ends, and a finished run keeps only its last and its best checkpoint.",
+    )
     eval_steps: int = Field(default=0, description="Evaluation interval in steps; 0 evaluates at each checkpoint.")
     logging_steps: int = Field(default=10, description="Progress line interval in steps.")
     precision: str = Field(
@@ -106,7 +111,7 @@ class TrainConfig(BaseModel):
             raise ValueError("use -1 (train by epochs) or a positive step count")
         return value
 
-    @field_validator("save_steps", "save_total_limit", "logging_steps", "sample_max_new_tokens")
+    @field_validator("save_steps", "save_total_limit", "logging_steps", "sample_max_new_tokens", "keep_run_folders")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value <= 0:

@@ -9,14 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llm_assets.atomic import new_version
+from llm_assets.atomic import new_version, remove_stale_staging
 
 LATEST = "latest"
 
 
 def publish_model(model: Any, tokenizer: Any, checkpoint_dir: Path) -> Path:
-    """Save ``model`` (safetensors) and ``tokenizer`` as ``checkpoint_dir/latest``; return that path."""
+    """Save ``model`` (safetensors) and ``tokenizer`` as ``checkpoint_dir/latest``; return that path.
+
+    Call it holding the checkpoint folder's training lock: no other publish is under way."""
     latest = Path(checkpoint_dir) / LATEST
+    remove_stale_staging(latest)  # what a publish killed midway left (the caller holds the training lock)
     with new_version(latest) as folder:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)

@@ -23,6 +23,7 @@ from llm_assets.text.tokenizer import load_tokenizer
 from llm_assets.training.budget import TimeBudget, spent_and_schedule
 from llm_assets.training.checkpoints import (
     BUDGET_CALLBACK,
+    CHECKPOINT_PREFIX,
     STOP_CALLBACK,
     TRAINER_STATE,
     Resume,
@@ -61,6 +62,7 @@ from llm_assets.training.progress import (
     perplexity,
 )
 from llm_assets.training.publish import publish_model
+from llm_assets.training.retention import Freed, prune_finished_run, prune_run_folders, tree_bytes
 
 LOSS_CURVE = "loss_curve.png"
 
@@ -89,6 +91,8 @@ class TrainResult(BaseModel):
     epochs: float  # passes over the training blocks
     time_budget_minutes: float  # 0: none
     time_used_seconds: float  # with a budget: all calls, the resumed-from checkpoint's time included
+    checkpoints_bytes: int = 0  # the checkpoint folder's size on disk after this run tidied it
+    freed_bytes: int = 0  # what this run's tidying removed
     resumed_from_step: int
     world_size: int
     model_dir: Path
@@ -261,6 +265,17 @@ class _Run:
             ours.append(self.stopper)
         return ours
 
+    def tidy(self, run_dir: Path, state: TrainerState) -> list[Freed]:
+        """Rank 0, the run published: keep the run's last and best checkpoints, and the newest run
+        folders (``retention.py``); say what was freed."""
+        best = state.best_model_checkpoint
+        keep = {run_dir / f"{CHECKPOINT_PREFIX}{state.global_step}", *([run_dir / Path(best).name] if best else [])}
+        freed = prune_finished_run(run_dir, keep)
+        freed += prune_run_folders(self.checkpoint_dir / "runs", self.plan.config.keep_run_folders, run_dir)
+        for item in freed:
+            self.say(f"removed {item.path} ({item.bytes / 1e6:,.1f} MB freed)", int(state.global_step))
+        return freed
+
     def check_ranks_agree(self, model: Any, device: str, step: int) -> None:
         """Data-parallel ranks must end with the same weights (the same updates, step for step);
         a difference means a rank trained on something else, and the model is not published."""
@@ -286,7 +301,7 @@ class _Run:
         loss_history = _history(state.log_history, "loss")
         model = trainer.accelerator.unwrap_model(trainer.model)
         self.check_ranks_agree(model, device, int(state.global_step))
-        latest, samples, curve = self.checkpoint_dir / "latest", (), last.run_dir / LOSS_CURVE
+        latest, samples, curve, freed = self.checkpoint_dir / "latest", (), last.run_dir / LOSS_CURVE, []
         if self.dist.is_main:
             model.eval()
             samples = tuple(
@@ -297,6 +312,7 @@ class _Run:
             plot_loss_curve(loss_history, eval_history, curve)
             latest = publish_model(model, self.tokenizer, self.checkpoint_dir)
             self.say(f"published the model to {latest}", int(state.global_step))
+            freed = self.tidy(last.run_dir, state)
         if self.dist.world_size > 1:
             trainer.accelerator.wait_for_everyone()  # no rank exits while rank 0 still publishes
         seconds = self.clock.train_seconds
@@ -307,7 +323,10 @@ class _Run:
         stopped = bool(self.stopper and self.stopper.stopped) or bool(
             last.finished and last.callback_attributes(STOP_CALLBACK).get("stopped"))
         wall = time.perf_counter() - self.started
+        on_disk = tree_bytes(self.checkpoint_dir) if self.dist.is_main else 0
         return TrainResult(
+            checkpoints_bytes=on_disk,
+            freed_bytes=sum(f.bytes for f in freed),
             device=device,
             precision=precision,
             preset=plan.preset.name,

@@ -14,7 +14,7 @@ import torch
 from llm_assets_tests.training.conftest import TinyData, build_dataset, tiny_config
 from llm_assets_tests.training.test_train import run_dir, subprocess_env
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from llm_assets.training.schedule import FLOOR_RATIO, BudgetSchedule
 from llm_assets.training.train import train_model
@@ -199,3 +199,60 @@ def test_under_torchrun_rank_0_decides_and_every_rank_stops_at_the_same_step(tin
     step, rate = last_learning_rate(result.run_dir)
     assert step == result.global_step and rate == pytest.approx(PEAK * FLOOR_RATIO, rel=1e-6)
     assert result.optimizer == "muon" and result.world_size == 2
+
+
+# ---- a disk that does not fill -----------------------------------------------------------------
+
+
+def test_three_trainings_on_three_datasets_leave_one_run_folder_each_with_its_last_and_best_checkpoints(
+    tiny_data: TinyData, tmp_path: Path
+):
+    from datasets import load_from_disk
+
+    rows = load_from_disk(str(tiny_data.dataset_dir))["train"]["input_ids"]
+    checkpoint_dir = tmp_path / "checkpoints"
+    config = tiny_config(max_steps=8, save_steps=2, save_total_limit=3, keep_run_folders=2, sample_prompts=[])
+    results, messages = [], []
+    for n in range(3):  # three datasets: three run folders
+        dataset = tmp_path / f"dataset-{n}"
+        build_dataset([i for row in rows[: 40 + 8 * n] for i in row], dataset, context=tiny_data.context_length,
+                      validation_rows=8)
+        results.append(train_model(dataset, tiny_data.tokenizer_dir, checkpoint_dir, config, device="cpu",
+                                   progress=lambda u: messages.append(u.message)))
+    runs = sorted(p.name for p in (checkpoint_dir / "runs").iterdir())
+    assert runs == sorted(r.run_dir.name for r in results[1:])  # the oldest folder went (keep_run_folders: 2)
+    for result in results[1:]:
+        kept = {p.name for p in result.run_dir.glob("checkpoint-*")}
+        assert kept == {"checkpoint-8", f"checkpoint-{result.best_step}"}  # the last and the best, nothing else
+    assert not results[0].run_dir.exists()
+    assert any(f"removed {results[0].run_dir}" in m and "MB freed" in m for m in messages)
+    last = results[-1]
+    assert last.freed_bytes > 0 and last.checkpoints_bytes > 0
+    assert abs(last.checkpoints_bytes - sum(p.stat().st_size for p in checkpoint_dir.rglob("*")
+                                            if p.is_file() and not p.is_symlink())) < 1_000_000
+
+
+def test_a_publish_killed_midway_leaves_nothing_after_the_next_run(trained, tmp_path: Path):
+    from llm_assets.atomic import versions_dir
+    from llm_assets.training.publish import publish_model
+
+    checkpoint_dir = tmp_path / "checkpoints"
+    script = (
+        "import os, sys\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "from llm_assets.training import publish\n"
+        f"model = AutoModelForCausalLM.from_pretrained({str(trained.result.model_dir)!r})\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({str(trained.result.model_dir)!r})\n"
+        "model.save_pretrained = lambda folder, **k: os.kill(os.getpid(), 9)  # dies while writing\n"
+        f"publish.publish_model(model, tokenizer, {str(checkpoint_dir)!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=subprocess_env(), capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    left = list(versions_dir(checkpoint_dir / "latest").iterdir())
+    assert left and not (checkpoint_dir / "latest").exists()  # a staging folder, and nothing published
+
+    model = AutoModelForCausalLM.from_pretrained(trained.result.model_dir)
+    publish_model(model, AutoTokenizer.from_pretrained(trained.result.model_dir), checkpoint_dir)
+    assert not any(p.exists() for p in left)
+    assert (checkpoint_dir / "latest" / "model.safetensors").is_file()
+
