@@ -17,6 +17,7 @@ from llm_assets.orchestration import checks
 from llm_assets.orchestration import metadata as md
 from llm_assets.orchestration.data_assets import GROUP, tokenized_dataset
 from llm_assets.orchestration.resources import DeviceResource, PathsResource
+from llm_assets.atomic import hold_version
 from llm_assets.instance import TRAINING_POOL
 from llm_assets.settings import Paths
 from llm_assets.training.checkpoints import training_lock
@@ -88,21 +89,24 @@ def trained_model(
     context.log.info(f"training preset {train_config.preset} on {where} "
                      f"({processes} process{'es' if processes > 1 else ''})")
     lock = training_lock(p.checkpoint_dir, on_wait=context.log.warning) if config.training_lock else nullcontext()
-    with lock as held:
+    # The dataset and tokenizer versions this run trains on, resolved once and held until it ends:
+    # the data stages may publish new ones meanwhile, and pruning never deletes a held version.
+    with lock as held, hold_version(p.dataset_dir) as dataset, hold_version(p.tokenizer_dir) as tokenizer:
         context.log.info(f"holding the training lock {held}" if held else
                          "training without the training lock (training_lock: false)")
+        trained_on = _trained_on(context, dataset, tokenizer)
         if processes == 1:
-            result = train_model(p.dataset_dir, p.tokenizer_dir, p.checkpoint_dir, train_config, device=where,
+            result = train_model(dataset, tokenizer, p.checkpoint_dir, train_config, device=where,
                                  progress=report, lock=False)
         else:
-            result = _train_with_torchrun(context, p, train_config, where, processes, report)
+            result = _train_with_torchrun(context, p, dataset, tokenizer, train_config, where, processes, report)
         for prompt, text in result.samples:
             context.log.info(f"sample: {prompt!r} -> {text!r}")
         model, tokenizer = load_model(result.model_dir, device="cpu")
         yield dg.MaterializeResult(
-            metadata=md.trained_model(result),
+            metadata={**md.trained_model(result), **trained_on},
             check_results=[
-                checks.model_learned(result.eval_loss, unigram_entropy(p.dataset_dir)),
+                checks.model_learned(result.eval_loss, unigram_entropy(dataset)),
                 checks.model_reloads_and_generates(
                     generate_text(model, tokenizer, "The", max_new_tokens=20, seed=0),
                     sorted(f.name for f in result.model_dir.glob("*.safetensors")),
@@ -112,9 +116,27 @@ def trained_model(
         context.log.info("releasing the training lock" if held else "training done")
 
 
+def _trained_on(context: dg.AssetExecutionContext, dataset: Path, tokenizer: Path) -> dict[str, Any]:
+    """The held versions as metadata, and a warning if a publish slipped in between the run's start
+    (when Dagster noted tokenized_dataset's data version as this run's input) and the hold."""
+    from llm_assets.digests import digest_tree
+
+    digest = digest_tree(dataset, "*.arrow")  # tokenized_dataset's data version
+    event = context.instance.get_latest_materialization_event(tokenized_dataset.key)
+    recorded = (event.tags or {}).get("dagster/data_version") if event is not None else None
+    if recorded and recorded != digest:
+        context.log.warning(f"training on {dataset} (data version {digest[:12]}), not the dataset last recorded "
+                            f"({recorded[:12]}): it was published while this run started")
+    context.log.info(f"training on {dataset} and {tokenizer}, held until the run ends")
+    return {"dataset_version": dg.MetadataValue.path(str(dataset)), "dataset_data_version": digest,
+            "tokenizer_version": dg.MetadataValue.path(str(tokenizer))}
+
+
 def _train_with_torchrun(
     context: dg.AssetExecutionContext,
     p: Paths,
+    dataset: Path,
+    tokenizer: Path,
     train_config: TrainConfig,
     device: str,
     nproc_per_node: int,
@@ -131,10 +153,10 @@ def _train_with_torchrun(
     from llm_assets.training.progress import TrainProgress
     from llm_assets.training.train import TrainResult
 
-    plan_training(p.dataset_dir, p.tokenizer_dir, train_config, world_size=nproc_per_node, device=device)
+    plan_training(dataset, tokenizer, train_config, world_size=nproc_per_node, device=device)
     with tempfile.TemporaryDirectory(prefix="llm-assets-train-") as tmp:
         result_path = Path(tmp) / "result.json"
-        command = torchrun_command(nproc_per_node, p.dataset_dir, p.tokenizer_dir, p.checkpoint_dir,
+        command = torchrun_command(nproc_per_node, dataset, tokenizer, p.checkpoint_dir,
                                    train_config, device, result_path, lock=False)
         context.log.info("launching: " + " ".join(command[:8]) + " ...")
         seen = 0

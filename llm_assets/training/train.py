@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from transformers import TrainerCallback, TrainerState
 
+from llm_assets.atomic import hold_version
 from llm_assets.text.tokenizer import load_tokenizer
 from llm_assets.training.budget import TimeBudget, spent_and_schedule
 from llm_assets.training.checkpoints import (
@@ -129,14 +130,17 @@ def train_model(
     folder's training lock for the run (the asset holds it itself and passes False).
     """
     dist = Distributed.from_env()
-    plan = plan_training(dataset_dir, tokenizer_dir, config, world_size=dist.world_size, device=device)
-    report = progress if dist.is_main else None
-    on_wait = None if report is None else (lambda message: report(notice(0, plan.total_steps, message)))
-    held = training_lock(checkpoint_dir, on_wait=on_wait) if lock and dist.is_main else nullcontext()
-    memory = steady_host_memory() if device == "cpu" else nullcontext()
-    with held, _quiet_transformers(), memory:
-        run = _Run(plan, Path(dataset_dir), Path(tokenizer_dir), Path(checkpoint_dir), dist, report, callbacks)
-        return run.train(device, choose_precision(device, config.precision))
+    # One version of the data for the whole run, however many are published meanwhile: resolved
+    # once and held (a version folder passed in, as torchrun's ranks get, is used as it is).
+    with hold_version(Path(dataset_dir)) as dataset, hold_version(Path(tokenizer_dir)) as tokenizer:
+        plan = plan_training(dataset, tokenizer, config, world_size=dist.world_size, device=device)
+        report = progress if dist.is_main else None
+        on_wait = None if report is None else (lambda message: report(notice(0, plan.total_steps, message)))
+        held = training_lock(checkpoint_dir, on_wait=on_wait) if lock and dist.is_main else nullcontext()
+        memory = steady_host_memory() if device == "cpu" else nullcontext()
+        with held, _quiet_transformers(), memory:
+            run = _Run(plan, dataset, tokenizer, Path(checkpoint_dir), dist, report, callbacks)
+            return run.train(device, choose_precision(device, config.precision))
 
 
 class _Run:
