@@ -42,9 +42,18 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from llm_assets.atomic import NoSymlinksError, require_symlinks
     from llm_assets.instance import init_instance
 
-    home = init_instance(Path(args.project_dir))
+    project = Path(args.project_dir).resolve()
+    paths = settings.paths_from_env()
+    try:  # refused now rather than after the first download: every output is published behind a link
+        for folder in (paths.data_dir, paths.checkpoint_dir):
+            require_symlinks(folder if folder.is_absolute() else project / folder)
+    except NoSymlinksError as error:
+        print(f"llm-assets: {error}", file=sys.stderr)
+        return 2
+    home = init_instance(project)
     print(f"Dagster instance: {home} (DAGSTER_HOME written to {Path(args.project_dir).resolve() / '.env'})")
     return 0
 

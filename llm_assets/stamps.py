@@ -2,8 +2,9 @@
 
 A stamp records a key (a digest of everything that determines the stage's output), the digest of
 the output it wrote, and the report of the run that wrote it. Before reuse, the output on disk is
-digested again and must match: a tokenizer rebuilt from a notebook, or a crash between publishing
-an output and writing its stamp, is rebuilt, and the reason is said.
+digested again and must match: a tokenizer rebuilt from a notebook, or a crash between writing the
+stamp of a staged output and publishing it (stages stamp first: see ``orchestration.stage_runs``),
+is rebuilt, and the reason is said.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Stage and training locks: a second writer waits for the first, and a killed holder frees it."""
+"""Stage, training and version locks: a second writer waits for the first, a reader keeps out the
+pruner, and a killed holder frees what it held."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from llm_assets.locks import exclusive
+from llm_assets.locks import exclusive, exclusive_now, shared
 
 from llm_assets.training.checkpoints import TRAINING_LOCK, training_lock
 
@@ -79,3 +80,51 @@ def test_a_stage_lock_says_what_is_being_written(tmp_path: Path) -> None:
         assert waiter.is_alive() and not entered  # held off while the first writes
     waiter.join(5)
     assert entered == ["second"] and "another run is writing the tokenizer output" in said[0]
+
+
+SHARE = """
+import sys, time
+from pathlib import Path
+from llm_assets.locks import shared
+with shared(Path(sys.argv[1])) as held:
+    print("held" if held else "gone", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _sharer(path: Path, seconds: float) -> subprocess.Popen[str]:
+    sharer = subprocess.Popen([sys.executable, "-c", SHARE, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert sharer.stdout is not None and sharer.stdout.readline().strip() == "held"
+    return sharer
+
+
+def test_a_shared_holder_in_another_process_keeps_out_the_exclusive_try_until_it_dies(tmp_path: Path) -> None:
+    hold = tmp_path / ".hold-v1"
+    sharer = _sharer(hold, 600)
+    with shared(hold) as held:  # readers share
+        assert held
+    with exclusive_now(hold) as free:
+        assert not free
+    os.kill(sharer.pid, signal.SIGKILL)
+    sharer.wait()
+    with exclusive_now(hold) as free:
+        assert free
+
+
+def test_a_reader_waiting_for_a_deleted_version_learns_it_is_gone(tmp_path: Path) -> None:
+    hold = tmp_path / ".hold-v1"
+    result: list[bool] = []
+
+    def reader() -> None:
+        with shared(hold) as held:
+            result.append(held)
+
+    with exclusive_now(hold) as free:
+        assert free
+        waiter = threading.Thread(target=reader)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()  # waits while the pruner holds the file
+        hold.unlink()  # what pruning does once the version itself is gone
+    waiter.join(5)
+    assert result == [False]

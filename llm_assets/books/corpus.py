@@ -7,6 +7,7 @@ resolves the link once, so a reader never pairs one corpus with another corpus's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from llm_assets.atomic import new_version
 from llm_assets.books.cleaning import clean_book, find_boilerplate_lines
-from llm_assets.books.downloads import read_raw_book, read_selection
+from llm_assets.books.downloads import Selection, read_raw_book, snapshot_selection
 from llm_assets.digests import digest_files
 
 INDEX_FILE = "all_books.index.json"
@@ -71,44 +72,56 @@ def build_corpus(
     raw_dir: Path, corpus_path: Path, progress: Callable[[int, int, int], None] | None = None
 ) -> CorpusReport:
     """Clean every selected raw book and publish them, in list order, as ``corpus_path`` + index."""
+    corpus_path = Path(corpus_path)
+    with new_version(corpus_path, member=corpus_path.name) as folder:
+        report = write_corpus(snapshot_selection(raw_dir), raw_dir, folder / corpus_path.name, progress)
+    return dataclasses.replace(report, path=corpus_path)
+
+
+def write_corpus(
+    selection: Selection, raw_dir: Path, text_path: Path, progress: Callable[[int, int, int], None] | None = None
+) -> CorpusReport:
+    """Write the cleaned books of ``selection`` to ``text_path``, and its index beside it.
+
+    ``selection`` is the one snapshot of ``books.json`` the caller also keyed on; each raw book is
+    checked against the hash that snapshot records, so the corpus is built from exactly it.
+    """
     began = time.perf_counter()
-    selection = read_selection(raw_dir)
     books: list[CorpusBook] = []
     offset = 0
-    with new_version(corpus_path, member=corpus_path.name) as folder:
-        with open(folder / corpus_path.name, "wb") as handle:
-            for n, entry in enumerate(selection, start=1):
-                book_id, raw = read_raw_book(raw_dir, entry)
-                cleaned = clean_book(raw)
-                data = cleaned.text.encode("utf-8")
-                if not data.strip():
-                    raise CorpusError(
-                        f"book {book_id}: {raw_dir / f'{book_id}.txt'} holds no text: "
-                        "remove it from the book list or re-download it with force_refresh."
-                    )
-                if books:
-                    handle.write(SEPARATOR)
-                    offset += len(SEPARATOR)
-                handle.write(data)
-                books.append(
-                    CorpusBook(
-                        id=book_id,
-                        start=offset,
-                        end=offset + len(data),
-                        lines=cleaned.text.count("\n") + 1,
-                        markers_found=cleaned.markers_found,
-                        warnings=cleaned.warnings,
-                    )
+    with open(text_path, "wb") as handle:
+        for n, entry in enumerate(selection.books, start=1):
+            book_id, raw = read_raw_book(raw_dir, entry)
+            cleaned = clean_book(raw)
+            data = cleaned.text.encode("utf-8")
+            if not data.strip():
+                raise CorpusError(
+                    f"book {book_id}: {raw_dir / f'{book_id}.txt'} holds no text: "
+                    "remove it from the book list or re-download it with force_refresh."
                 )
-                offset += len(data)
-                if progress is not None:
-                    progress(n, len(selection), book_id)
-            handle.write(b"\n")
-            offset += 1
-        index = {"corpus": corpus_path.name, "total_bytes": offset, "books": [_index_entry(b) for b in books]}
-        (folder / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+            if books:
+                handle.write(SEPARATOR)
+                offset += len(SEPARATOR)
+            handle.write(data)
+            books.append(
+                CorpusBook(
+                    id=book_id,
+                    start=offset,
+                    end=offset + len(data),
+                    lines=cleaned.text.count("\n") + 1,
+                    markers_found=cleaned.markers_found,
+                    warnings=cleaned.warnings,
+                )
+            )
+            offset += len(data)
+            if progress is not None:
+                progress(n, len(selection.books), book_id)
+        handle.write(b"\n")
+        offset += 1
+    index = {"corpus": text_path.name, "total_bytes": offset, "books": [_index_entry(b) for b in books]}
+    (text_path.parent / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
     return CorpusReport(
-        path=corpus_path,
+        path=Path(text_path),
         books=tuple(books),
         total_bytes=offset,
         unmarked=tuple(b.id for b in books if not b.markers_found),

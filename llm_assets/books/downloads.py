@@ -170,21 +170,35 @@ def download_books(
     )
 
 
+@dataclass(frozen=True)
+class Selection:
+    """``books.json`` as read once: what a build keys on (``digest``) is what it builds from (``books``)."""
+
+    books: list[dict]
+    digest: str  # SHA-256 of the file's bytes
+
+
 def read_selection(raw_dir: Path) -> list[dict]:
     """The ordered selection ``download_books`` wrote: the books the corpus is built from."""
+    return snapshot_selection(raw_dir).books
+
+
+def snapshot_selection(raw_dir: Path) -> Selection:
+    """Read ``books.json`` once: its books and the digest of exactly those bytes."""
     path = Path(raw_dir) / SELECTION_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise SelectionError(
             f"{path} not found: materialize raw_books first (it writes the book selection)."
         ) from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SelectionError(f"{path} is not valid JSON ({exc}): re-run raw_books.") from None
     books = data.get("books") if isinstance(data, dict) else None
     if not isinstance(books, list) or not books:
         raise SelectionError(f"{path} lists no books: check the book list and re-run raw_books.")
-    return books
+    return Selection(books=books, digest=_sha256(raw))
 
 
 def read_raw_book(raw_dir: Path, entry: dict) -> tuple[int, bytes]:

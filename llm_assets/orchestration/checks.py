@@ -1,10 +1,11 @@
 """Asset checks: each stage's output is what the next stage (and the user) relies on.
 
-Each check runs inside its asset's step, on the output the step just published and while the
-stage's lock is held, so it judges exactly the output the catalog shows. The measurements are the
-stage modules' (``verify_selection``, ``check_corpus``, ``check_round_trip``, ``check_dataset``);
-here they become pass/fail with metadata. Checks on the data stages block: a corpus that leaked a
-licence or a dataset with a ragged block stops the run before hours of training.
+Each check runs inside its asset's step, while the stage's lock is held, on the new output while it
+is still staged: it is published (and recorded) only if it passes, so the catalog shows exactly the
+output that was judged. The measurements are the stage modules' (``verify_selection``,
+``check_corpus``, ``check_round_trip``, ``check_dataset``); here they become pass/fail with metadata.
+Checks on the data stages block: a corpus that leaked a licence or a dataset with a ragged block is
+not published, and the run stops before hours of training (see ``stage_runs``).
 """
 
 from __future__ import annotations
