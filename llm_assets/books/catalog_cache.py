@@ -1,12 +1,17 @@
-"""Download Project Gutenberg's catalog rarely, and never trust a copy that changed on disk.
+"""Download Project Gutenberg's catalog rarely, parse it once per version, and never trust a copy that changed on disk.
 
-The catalog is ~15 MB and changes a little every day, while the book list changes rarely: fetching
+The catalog is ~20 MB and changes a little every day, while the book list changes rarely: fetching
 it on every run would be impolite to a volunteer-run site and would make runs depend on the
 network. So it is fetched through the same polite client as the books, kept beside them as
 ``pg_catalog.csv`` with ``pg_catalog.json`` (URL, size, SHA-256, fetch time), and fetched again
 only when the user asks (``refresh=True``), when the copy is older than ``max_age``, or when the
 copy no longer has its recorded hash. A download is parsed before it is written, so an error page
 or a cut-off file never replaces a good catalog.
+
+Reading the cached copy is cheap, because the sensor does it every 30 s: the file is hashed only
+when its identity (size, mtime, inode) is not one the index recorded for that hash, and it is
+parsed only when no derived index of this version exists (:mod:`llm_assets.books.catalog_index`,
+written at download); a query then loads just the index columns it needs.
 """
 
 from __future__ import annotations
@@ -14,12 +19,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from llm_assets.atomic import atomic_write, atomic_write_json
-from llm_assets.books.catalog import Catalog, CatalogError, load_catalog, parse_catalog
+from llm_assets.books.catalog import Catalog, CatalogError, parse_catalog
+from llm_assets.books.catalog_index import (
+    FileIdentity,
+    index_dir,
+    open_index,
+    record_identity,
+    trusted_identity,
+    write_index,
+)
+from llm_assets.books.catalog_search import CatalogSearch
 from llm_assets.books.gutenberg import FileUnavailableError, GutenbergClient
 
 log = logging.getLogger(__name__)
@@ -28,23 +43,42 @@ CATALOG_URL_PATH = "/cache/epub/feeds/pg_catalog.csv"
 CATALOG_FILE = "pg_catalog.csv"
 CATALOG_META_FILE = "pg_catalog.json"
 CATALOG_LOCK = ".catalog.lock"  # held while the catalog is downloaded or raw/ is tidied
-CATALOG_MAX_BYTES = 256 * 2**20  # the real catalog is ~15 MB; books are capped far lower
+CATALOG_MAX_BYTES = 256 * 2**20  # the real catalog is ~20 MB; books are capped far lower
 DEFAULT_MAX_AGE = timedelta(days=7)
+
+
+class _Once:
+    """The catalog of one verified file, made on first use and kept (from the index, or parsed)."""
+
+    def __init__(self, make: Callable[[], CatalogSearch]) -> None:
+        self._make = make
+        self._value: CatalogSearch | None = None
+
+    def __call__(self) -> CatalogSearch:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
 
 
 @dataclass(frozen=True)
 class CachedCatalog:
     """The catalog in use, where it came from, and why it was (or was not) downloaded."""
 
-    catalog: Catalog
     path: Path
     url: str
     size: int
     sha256: str
     fetched_at: datetime  # UTC
+    books: int  # rows in the catalog
     downloaded: bool  # True: fetched by this call
     stale: bool  # older than max_age, kept because the refresh failed
     reason: str  # for the log: "refresh requested", "cached copy is 9 days old (max 7 days)", ...
+    load: Callable[[], CatalogSearch] = field(repr=False, compare=False)
+
+    @property
+    def catalog(self) -> CatalogSearch:
+        """The searchable catalog, read on first use (most sensor ticks never need it)."""
+        return self.load()
 
     def age(self, now: datetime | None = None) -> timedelta:
         return (now or datetime.now(timezone.utc)) - self.fetched_at
@@ -59,8 +93,38 @@ def _describe_age(age: timedelta) -> str:
     return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.0f} days"
 
 
+def _parse_verified(path: Path, sha256: str, identity: FileIdentity) -> Catalog:
+    """Parse the file, if it still has the hash it was verified with, and index it for next time."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"{path} is unreadable ({exc})") from None
+    if _sha256(data) != sha256:
+        raise CatalogError(f"{path} changed while it was being read; the next run reads it again.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 ({exc}); refresh the catalog to download it again.") from None
+    catalog = parse_catalog(text, str(path))
+    write_index(index_dir(path.parent), catalog, sha256, identity, catalog.skipped)
+    return catalog
+
+
+def _loader(path: Path, sha256: str, identity: FileIdentity) -> Callable[[], CatalogSearch]:
+    parsed = _Once(lambda: _parse_verified(path, sha256, identity))
+
+    def load() -> CatalogSearch:
+        indexed = open_index(index_dir(path.parent), sha256, str(path), fallback=parsed)
+        return indexed if indexed is not None else parsed()
+
+    return _Once(load)
+
+
 def _verified(raw_dir: Path) -> tuple[CachedCatalog | None, str]:
-    """The cached catalog if its file still has the recorded size and hash, else why not."""
+    """The cached catalog if its file still has the recorded size and hash, else why not.
+
+    Hashes the file only when the index has not vouched for its identity; parses nothing.
+    """
     path, meta_path = raw_dir / CATALOG_FILE, raw_dir / CATALOG_META_FILE
     if not path.exists():
         return None, "no cached catalog"
@@ -70,20 +134,22 @@ def _verified(raw_dir: Path) -> tuple[CachedCatalog | None, str]:
         fetched_at = datetime.fromisoformat(meta["fetched_at"])
         if fetched_at.tzinfo is None:
             fetched_at = fetched_at.replace(tzinfo=timezone.utc)
+        books = int(meta["books"]) if "books" in meta else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"{meta_path} is missing or unreadable ({exc})"
     try:
-        data = path.read_bytes()
+        identity = FileIdentity.of(path)
+        if identity.size != size:
+            return None, f"{path} changed on disk (its size differs from {meta_path.name})"
+        if not trusted_identity(index_dir(raw_dir), sha256, identity):
+            if _sha256(path.read_bytes()) != sha256:
+                return None, f"{path} changed on disk (its SHA-256 differs from {meta_path.name})"
+            record_identity(index_dir(raw_dir), sha256, identity)
     except OSError as exc:
         return None, f"{path} is unreadable ({exc})"
-    if len(data) != size or _sha256(data) != sha256:
-        return None, f"{path} changed on disk (its size or SHA-256 differs from {meta_path.name})"
-    try:
-        catalog = load_catalog(path)
-    except CatalogError as exc:
-        return None, str(exc)
-    cached = CachedCatalog(catalog, path, url, size, sha256, fetched_at, False, False, "cached")
-    return cached, "cached"
+    load = _loader(path, sha256, identity)
+    count = books if books is not None else len(load())
+    return CachedCatalog(path, url, size, sha256, fetched_at, count, False, False, "cached", load), "cached"
 
 
 def cached_catalog(raw_dir: Path) -> CachedCatalog | None:
@@ -103,20 +169,18 @@ def _download(raw_dir: Path, client: GutenbergClient, reason: str) -> CachedCata
     catalog = parse_catalog(text, url)  # raises before anything is written
     path = raw_dir / CATALOG_FILE
     atomic_write(path, body)
+    sha256 = _sha256(body)
     fetched_at = datetime.now(timezone.utc).replace(microsecond=0)
-    meta = {
-        "url": url,
-        "size": len(body),
-        "sha256": _sha256(body),
-        "fetched_at": fetched_at.isoformat(),
-        "books": len(catalog),
-    }
+    meta = {"url": url, "size": len(body), "sha256": sha256, "fetched_at": fetched_at.isoformat(),
+            "books": len(catalog)}
     atomic_write_json(raw_dir / CATALOG_META_FILE, meta)
     catalog = Catalog(catalog.books, str(path), catalog.skipped)  # errors name the local file
+    write_index(index_dir(raw_dir), catalog, sha256, FileIdentity.of(path), catalog.skipped)
     log.info(
         "catalog downloaded from %s (%d books, %d bytes): %s", url, len(catalog), len(body), reason
     )
-    return CachedCatalog(catalog, path, url, len(body), meta["sha256"], fetched_at, True, False, reason)
+    return CachedCatalog(path, url, len(body), sha256, fetched_at, len(catalog), True, False, reason,
+                         lambda: catalog)
 
 
 def fetch_catalog(

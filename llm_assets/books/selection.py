@@ -3,7 +3,8 @@
 Resolution keeps list order: entry after entry, each query's ids ascending (cut to its ``limit``
 before anything else, so an entry's picks do not depend on the other entries), and an id chosen
 twice stays where it was first chosen. The fingerprint of the resolved ids is what the automation
-compares.
+compares. Against a cached catalog, a resolution is cached too (:mod:`llm_assets.books.resolution_store`):
+the sensor asks for the same one every 30 s.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from llm_assets.books.booklist import (
     QueryEntry,
     load_book_list,
 )
-from llm_assets.books.catalog import Catalog
 from llm_assets.books.catalog_cache import (
     CATALOG_LOCK,
     DEFAULT_MAX_AGE,
@@ -31,7 +31,9 @@ from llm_assets.books.catalog_cache import (
     cached_catalog,
     fetch_catalog,
 )
+from llm_assets.books.catalog_search import CatalogSearch
 from llm_assets.books.gutenberg import GutenbergClient
+from llm_assets.books.resolution_store import cached_resolution, remember_resolution, resolution_key
 from llm_assets.locks import exclusive
 
 log = logging.getLogger(__name__)
@@ -90,13 +92,33 @@ class ResolvedBookList:
             "duplicates": list(self.duplicates),
         }
 
+    def record(self, catalog: CachedCatalog | None) -> dict:
+        """The full resolution as raw_books keeps it beside the books: :meth:`metadata`, the list
+        it came from and the catalog version it was resolved against."""
+        source = None if catalog is None else {
+            "path": str(catalog.path), "url": catalog.url, "sha256": catalog.sha256,
+            "fetched_at": catalog.fetched_at.isoformat(), "books": catalog.books,
+        }
+        return {"format": 1, "book_list": str(self.path), "catalog": source, **self.metadata()}
 
-def _title(catalog: Catalog | None, book_id: int) -> str:
-    book = catalog.get(book_id) if catalog is not None else None
-    return " ".join(book.title.split()) if book is not None else ""
+    @classmethod
+    def from_metadata(cls, path: Path, data: dict) -> ResolvedBookList:
+        """The resolution :meth:`metadata` describes (read back from a cache or a record)."""
+        books = tuple(ChosenBook(int(b["id"]), int(b["line"]), str(b["entry"]), str(b["title"]))
+                      for b in data["chosen_by"])
+        entries = tuple(EntryResult(int(e["line"]), str(e["entry"]), int(e["matched"]), tuple(e["chosen"]),
+                                    tuple(e["new"])) for e in data["entries"])
+        resolved = cls(Path(path), books, entries, tuple(data["duplicates"]))
+        if resolved.fingerprint != data["fingerprint"]:
+            raise ValueError("the stored resolution does not match its fingerprint")
+        return resolved
 
 
-def _picks(entry: BookEntry, catalog: Catalog | None) -> tuple[int, tuple[int, ...]]:
+def _title(catalog: CatalogSearch | None, book_id: int) -> str:
+    return catalog.title(book_id) if catalog is not None else ""
+
+
+def _picks(entry: BookEntry, catalog: CatalogSearch | None) -> tuple[int, tuple[int, ...]]:
     if isinstance(entry, IdEntry):
         return 1, (entry.book_id,)  # never checked against the catalog: it may be older than the book
     assert catalog is not None
@@ -105,7 +127,7 @@ def _picks(entry: BookEntry, catalog: Catalog | None) -> tuple[int, tuple[int, .
     return len(matched), matched if limit is None else matched[:limit]
 
 
-def _no_match(path: Path, entry: QueryEntry, catalog: Catalog) -> str:
+def _no_match(path: Path, entry: QueryEntry, catalog: CatalogSearch) -> str:
     hint = catalog.explain_no_match(entry.query)
     return (
         f"{path}, line {entry.line}: `{entry.describe()}` matches no book in the catalog "
@@ -113,7 +135,7 @@ def _no_match(path: Path, entry: QueryEntry, catalog: Catalog) -> str:
     )
 
 
-def resolve_book_list(book_list: BookList, catalog: Catalog | None = None) -> ResolvedBookList:
+def resolve_book_list(book_list: BookList, catalog: CatalogSearch | None = None) -> ResolvedBookList:
     """The list's ids in their final order, each with the entry that chose it.
 
     Raises BookListError naming file, line and entry for every query that matches nothing
@@ -161,7 +183,7 @@ def ids_fingerprint(ids: Sequence[int]) -> str:
     return hashlib.sha256(",".join(map(str, ids)).encode("ascii")).hexdigest()
 
 
-def book_list_fingerprint(path: Path, catalog: Catalog | None = None) -> str:
+def book_list_fingerprint(path: Path, catalog: CatalogSearch | None = None) -> str:
     """The fingerprint of the resolved ids: comments, formatting and which entry chose a book are
     not changes, order is. A list of ids alone needs no catalog and hashes exactly as it always has."""
     return resolve_book_list(load_book_list(path), catalog).fingerprint
@@ -193,7 +215,8 @@ def resolve_with_catalog(
     """Resolve ``book_list``, fetching Gutenberg's catalog only if the list names books through it.
 
     ``client=None`` never makes a request: the cached catalog is used, or the error says to
-    materialize raw_books first (what the sensor does). Downloads hold the catalog's lock.
+    materialize raw_books first (what the sensor does). Downloads hold the catalog's lock. The
+    same list against the same catalog version is resolved once: later calls read the cache.
     """
     if not book_list.needs_catalog:
         return resolve_book_list(book_list), None
@@ -207,4 +230,19 @@ def resolve_with_catalog(
     else:
         with exclusive(Path(raw_dir) / CATALOG_LOCK, "Project Gutenberg's catalog"):
             cached = fetch_catalog(raw_dir, client, refresh=refresh, max_age=max_age)
-    return resolve_book_list(book_list, cached.catalog), cached
+    key = resolution_key(book_list, cached.sha256)
+    stored = cached_resolution(raw_dir, key)
+    if stored is not None:
+        try:
+            resolved = ResolvedBookList.from_metadata(book_list.path, stored)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("cached resolution not used (%s); resolving again", exc)
+        else:
+            for entry in resolved.entries:
+                if not entry.matched:  # said at every resolution, cached or not
+                    log.warning("%s, line %d: `%s` matches no book in the catalog (allowed by allow_empty: true)",
+                                book_list.path, entry.line, entry.entry)
+            return resolved, cached
+    resolved = resolve_book_list(book_list, cached.catalog)
+    remember_resolution(raw_dir, key, resolved.metadata())
+    return resolved, cached

@@ -319,6 +319,30 @@ def test_a_catalog_refresh_changes_the_fingerprint_only_when_the_resolution_chan
     assert describe_change(before.ids, after.ids) == "books 1 added (775)"
 
 
+def test_a_shelf_list_picks_the_same_books_from_an_old_and_a_new_catalog(tmp_path: Path, catalog: Catalog) -> None:
+    """`bookshelf: "Category: Novels"` (the 2025 name), `"Browsing: Novels"` (the name before) and
+    `"Novels"` resolve alike against the current file and one written before the rename."""
+    old = parse_catalog(CATALOG_FIXTURE.read_text(encoding="utf-8").replace("Category: ", "Browsing: "), "old.csv")
+    resolved = set()
+    for shelf in ("Category: Novels", "Browsing: Novels", "Novels"):
+        path = _write(tmp_path, f'books:\n  - bookshelf: "{shelf}"\n    language: en\n    limit: 1000\n')
+        for version in (catalog, old):
+            resolved.add(resolve_book_list(load_book_list(path), version).ids)
+    (ids,) = resolved
+    assert ids[:5] == (11, 32, 35, 36, 46) and len(ids) == 29
+    assert 6838 not in ids and 76921 not in ids  # French; the newest book has no shelf yet
+
+
+def test_the_readme_example_resolves(tmp_path: Path, catalog: Catalog) -> None:
+    readme = (REPO_BOOK_LIST.parents[1] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("### The book list", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    resolved = resolve_book_list(load_book_list(_write(tmp_path, example)), catalog)
+    assert resolved.ids[:2] == (1342, 84)
+    assert {b.entry for b in resolved.books} >= {'bookshelf: "Category: Science-Fiction & Fantasy", language: en, limit: 50',
+                                                'title: "Aesop\'s Fables"'}
+    assert 21 in resolved.ids and 1661 in resolved.ids  # typed with ', published with ’; a renamed shelf
+
+
 def test_describe_change() -> None:
     assert describe_change([1, 2], [1, 2]) == "unchanged"
     assert describe_change([1, 2], [2, 1]) == "the same books in a new order"

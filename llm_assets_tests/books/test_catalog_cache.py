@@ -23,6 +23,7 @@ from llm_assets_tests.gutenberg_server import CATALOG_PATH, GutenbergMirror, fas
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pg_catalog.csv"
 CATALOG = FIXTURE.read_bytes()
+ROWS = 60
 
 
 
@@ -40,9 +41,9 @@ def test_first_call_downloads_and_records_the_file(mirror, tmp_path) -> None:
     assert (tmp_path / CATALOG_FILE).read_bytes() == CATALOG
     meta = json.loads((tmp_path / CATALOG_META_FILE).read_text())
     assert meta["sha256"] == hashlib.sha256(CATALOG).hexdigest() == got.sha256
-    assert meta["size"] == len(CATALOG) and meta["books"] == 48
+    assert meta["size"] == len(CATALOG) and meta["books"] == ROWS
     assert meta["url"] == f"{mirror.url}{CATALOG_PATH}" == got.url
-    assert len(got.catalog) == 48 and got.catalog.source == str(tmp_path / CATALOG_FILE)
+    assert len(got.catalog) == ROWS and got.catalog.source == str(tmp_path / CATALOG_FILE)
     assert list(tmp_path.glob(".*tmp")) == []
 
 
@@ -52,7 +53,7 @@ def test_second_call_makes_no_request(mirror, tmp_path) -> None:
     again = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     assert mirror.count() == 0 and not again.downloaded
     assert again.sha256 == first.sha256 and again.fetched_at == first.fetched_at
-    assert again.reason.startswith("cached copy is") and len(again.catalog) == 48
+    assert again.reason.startswith("cached copy is") and len(again.catalog) == ROWS
     assert cached_catalog(tmp_path).sha256 == first.sha256 and mirror.count() == 0
 
 
@@ -61,7 +62,7 @@ def test_refresh_downloads_again(mirror, tmp_path) -> None:
     mirror.add_catalog(CATALOG.replace(b"Ontboezemingen", b"Ontboezemingen (2nd ed.)"))
     got = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3), refresh=True)
     assert mirror.count(CATALOG_PATH) == 2 and got.downloaded and got.reason == "refresh requested"
-    assert got.catalog.get(24675).title == "Ontboezemingen (2nd ed.)"
+    assert got.catalog.title(24675) == "Ontboezemingen (2nd ed.)"
 
 
 def test_only_an_expired_copy_is_downloaded_again(mirror, tmp_path) -> None:
@@ -132,8 +133,8 @@ def test_transient_failures_are_retried_by_the_client(mirror, tmp_path) -> None:
 
 
 def test_the_catalog_may_be_larger_than_any_book(mirror, tmp_path) -> None:
-    client = fast_client(mirror, max_attempts=3, max_bytes=1000)  # books capped at 1 kB; the catalog is ~14 kB
-    assert len(fetch_catalog(tmp_path, client).catalog) == 48
+    client = fast_client(mirror, max_attempts=3, max_bytes=1000)  # books capped at 1 kB; the catalog is ~17 kB
+    assert len(fetch_catalog(tmp_path, client).catalog) == ROWS
 
 
 def test_a_failed_refresh_by_age_keeps_the_old_copy(mirror, tmp_path, caplog) -> None:
@@ -154,3 +155,26 @@ def test_fetched_at_is_utc_and_recent(mirror, tmp_path) -> None:
     got = fetch_catalog(tmp_path, fast_client(mirror, max_attempts=3))
     assert got.fetched_at.utcoffset() == timedelta(0)
     assert abs(got.age(datetime.now(got.fetched_at.tzinfo))) < timedelta(minutes=1)
+
+
+def test_a_refresh_to_the_2025_shelf_names_keeps_what_a_shelf_entry_selects(gutenberg_mirror, tmp_path) -> None:
+    """A catalog from before the rename (`Browsing: ...`) refreshed to today's (`Category: ...`):
+    an entry written either way, or without the prefix, selects the same books from both."""
+    from llm_assets.books.booklist import load_book_list
+    from llm_assets.books.selection import resolve_with_catalog
+
+    old = CATALOG.decode("utf-8").replace("Category: ", "Browsing: ").encode("utf-8")
+    gutenberg_mirror.add_catalog(old)
+    lists = {shelf: tmp_path / f"list-{n}.yaml" for n, shelf in enumerate(
+        ("Category: Novels", "Browsing: Novels", "Novels", "Crime, Thrillers and Mystery"))}
+    for shelf, path in lists.items():
+        path.write_text(f'books:\n  - bookshelf: "{shelf}"\n    language: en\n', encoding="utf-8")
+    client = fast_client(gutenberg_mirror, max_attempts=3)
+    before = {shelf: resolve_with_catalog(load_book_list(p), tmp_path, client)[0].ids for shelf, p in lists.items()}
+    assert b"Category: " not in (tmp_path / CATALOG_FILE).read_bytes()
+    gutenberg_mirror.add_catalog(CATALOG)
+    after = {shelf: resolve_with_catalog(load_book_list(p), tmp_path, client, refresh=True)[0].ids
+             for shelf, p in lists.items()}
+    assert b"Browsing: Novels" not in (tmp_path / CATALOG_FILE).read_bytes()
+    assert after == before and len(set(after.values())) == 2  # Novels three ways; the crime shelf
+    assert after["Crime, Thrillers and Mystery"] == (1661,)
