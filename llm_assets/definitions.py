@@ -1,4 +1,5 @@
-"""The Definitions: the five assets (their checks run inside them), the resources and the automation."""
+"""The Definitions: the five assets (their checks run inside them), the resources and the automation
+(the pipeline job and its sensor, the catalog refresh job and its hourly schedule)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from llm_assets.orchestration.assets import all_assets
 from llm_assets.orchestration.automation import (
     book_list_schedule,
     book_list_sensor,
+    catalog_refresh,
     llm_pipeline,
 )
 from llm_assets.orchestration.resources import (
@@ -26,7 +28,7 @@ executor = dg.multiprocess_executor.configured({"start_method": {"forkserver": {
 defs = dg.Definitions(
     assets=all_assets,
     executor=executor,
-    jobs=[llm_pipeline],
+    jobs=[llm_pipeline, catalog_refresh],
     sensors=[book_list_sensor],
     schedules=[book_list_schedule],
     resources={

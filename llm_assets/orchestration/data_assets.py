@@ -1,31 +1,32 @@
 """The four data assets: raw_books -> corpus -> tokenizer -> tokenized_dataset.
 
-Each is a thin wire: it takes its stage's lock, calls one stage function (reading the previous
-stage's files from the paths in settings), checks the output, and yields metadata, check results
-and a data version (the output's digest) while still holding the lock. Files on disk are the
-interface between assets, so any asset can be re-run alone from the UI, the CLI or a test.
+Each is a thin wire: it takes its stage's lock, holds the versions of the previous stages' outputs
+it reads (resolved once from the paths in settings, so its key and its build see the same bytes),
+calls one stage function to write a staged version, checks it, and publishes it (``stage_runs``),
+then yields metadata, check results and a data version (the output's digest) while still holding
+the lock. Files on disk are the interface between assets, so any asset can be re-run alone from the
+UI, the CLI or a test.
 """
 
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from llm_assets.atomic import remove_stale_temporaries
+from llm_assets.atomic import hold_version, remove_stale_temporaries
 from llm_assets.books.booklist import load_book_list
 from llm_assets.books.catalog_cache import CATALOG_LOCK
-from llm_assets.books.corpus import (
-    build_corpus,
-    check_corpus,
-    corpus_digest,
-    resolve_corpus,
-)
-from llm_assets.books.downloads import SELECTION_FILE, download_books, verify_selection
+from llm_assets.books.catalog_index import index_dir
+from llm_assets.books.corpus import check_corpus, corpus_digest, resolve_corpus, write_corpus
+from llm_assets.books.downloads import SELECTION_FILE, download_books, snapshot_selection, verify_selection
+from llm_assets.books.resolution_store import RECORDS_DIR, write_record
 from llm_assets.books.selection import describe_change, resolve_with_catalog
 from llm_assets.digests import digest_file, digest_tree
 from llm_assets.locks import exclusive
@@ -33,9 +34,11 @@ from llm_assets.orchestration import checks
 from llm_assets.orchestration import metadata as md
 from llm_assets.orchestration.resources import GutenbergResource, PathsResource
 from llm_assets.orchestration.stage_runs import (
+    Recipe,
     build_or_reuse,
     built_in_this_run,
     stage_lock,
+    stage_results,
 )
 from llm_assets.stamps import stamp_key
 from llm_assets.text.dataset import build_dataset, check_dataset
@@ -84,12 +87,13 @@ def raw_books(
 
     with stage_lock(context, p, "raw_books"), gutenberg.client() as client:
         with exclusive(p.raw_dir / CATALOG_LOCK, "Project Gutenberg's catalog"):  # no other writer in raw/
-            for stale in remove_stale_temporaries(p.raw_dir):
-                context.log.info(f"raw_books: removed {stale}, left by a run that was stopped")
+            for folder in (p.raw_dir, index_dir(p.raw_dir), p.raw_dir / RECORDS_DIR):
+                for stale in remove_stale_temporaries(folder):
+                    context.log.info(f"raw_books: removed {stale}, left by a run that was stopped")
         resolved, catalog = resolve_with_catalog(book_list, p.raw_dir, client, refresh=config.refresh_catalog,
                                                  max_age=timedelta(days=config.catalog_max_age_days))
         if catalog is not None:
-            context.log.info(f"catalog {catalog.path}: {len(catalog.catalog):,} books, "
+            context.log.info(f"catalog {catalog.path}: {catalog.books:,} books, "
                              f"{'downloaded' if catalog.downloaded else 'reused'} ({catalog.reason})")
         previous = _previous_selection(context)
         if previous is not None and previous != list(resolved.ids):
@@ -101,8 +105,9 @@ def raw_books(
         for book_id, reason in report.skipped:
             context.log.warning(f"book {book_id} skipped: {reason}")
         selected, bad = verify_selection(p.raw_dir)
+        resolution = write_record(p.raw_dir, resolved.record(catalog))
         yield dg.MaterializeResult(
-            metadata=md.raw_books(report, resolved, p.book_list, catalog),
+            metadata=md.raw_books(report, resolved, p.book_list, catalog, resolution),
             data_version=dg.DataVersion(digest_file(p.raw_dir / SELECTION_FILE)),
             check_results=[checks.raw_books_intact({"books": selected, "bad_books": bad})],
         )
@@ -110,8 +115,9 @@ def raw_books(
 
 def _previous_selection(context: dg.AssetExecutionContext) -> list[int] | None:
     event = context.instance.get_latest_materialization_event(dg.AssetKey("raw_books"))
-    ids = event.asset_materialization.metadata.get("selected_ids") if event and event.asset_materialization else None
-    return None if ids is None else list(ids.value)
+    if event is None or event.asset_materialization is None:
+        return None
+    return md.recorded_selection(event.asset_materialization.metadata) or None
 
 
 CORPUS_CODE_VERSION = "3"  # 3: text and index published as one version
@@ -132,22 +138,21 @@ CORPUS_CODE_VERSION = "3"  # 3: text and index published as one version
 def corpus(context: dg.AssetExecutionContext, paths: PathsResource) -> Iterator[dg.MaterializeResult]:
     p = paths.paths()
     with stage_lock(context, p, "corpus"):
-        key = stamp_key(books=digest_file(p.raw_dir / SELECTION_FILE), code=CORPUS_CODE_VERSION)
+        selection = snapshot_selection(p.raw_dir)  # read once: the key and the build agree
+        key = stamp_key(books=selection.digest, code=CORPUS_CODE_VERSION)
 
-        def build() -> dict[str, Any]:
-            report = build_corpus(p.raw_dir, p.corpus,
+        def build(text: Path) -> dict[str, Any]:
+            report = write_corpus(selection, p.raw_dir, text,
                                   lambda n, of, book_id: context.log.info(f"cleaning book {n} of {of}: {book_id}"))
-            return {**md.corpus_report(report), "check": md.plain(check_corpus(resolve_corpus(p.corpus)))}
+            return md.corpus_report(dataclasses.replace(report, path=p.corpus))
 
-        out = build_or_reuse(context, p, "corpus", key, p.corpus, build, lambda: corpus_digest(resolve_corpus(p.corpus)))
+        recipe = Recipe(build=build, check=lambda text: md.plain(check_corpus(resolve_corpus(text))),
+                        verdict=checks.corpus_clean, digest=lambda text: corpus_digest(resolve_corpus(text)))
+        out = build_or_reuse(context, p, "corpus", key, p.corpus, recipe, member=p.corpus.name)
         for book in out.report["books"]:
             for warning in book["warnings"]:
                 context.log.warning(f"book {book['id']}: {warning}")
-        yield dg.MaterializeResult(
-            metadata=md.with_reuse(md.corpus(out.report), out.reused),
-            data_version=dg.DataVersion(out.digest),
-            check_results=[checks.corpus_clean(out.report["check"])],
-        )
+        yield from stage_results("corpus", p.corpus, out, md.with_reuse(md.corpus(out.report), out.reused))
 
 
 TOKENIZER_CODE_VERSION = "2"  # 2: saved by transformers, published as one version
@@ -172,20 +177,19 @@ def tokenizer(
     context: dg.AssetExecutionContext, config: TokenizerConfig, paths: PathsResource
 ) -> Iterator[dg.MaterializeResult]:
     p = paths.paths()
-    with stage_lock(context, p, "tokenizer"):
-        text = resolve_corpus(p.corpus)  # this corpus version, whatever another run publishes meanwhile
-        key = stamp_key(corpus=corpus_digest(text), vocab_size=config.vocab_size, code=TOKENIZER_CODE_VERSION)
+    with stage_lock(context, p, "tokenizer"), hold_version(p.corpus) as text:  # this corpus version throughout
+        key = stamp_key(corpus=corpus_digest(resolve_corpus(text)), vocab_size=config.vocab_size,
+                        code=TOKENIZER_CODE_VERSION)
 
-        def build() -> dict[str, Any]:
-            result = train_tokenizer(text.text, p.tokenizer_dir, vocab_size=config.vocab_size, progress=context.log.info)
-            return {**md.plain(result), "check": md.plain(check_round_trip(p.tokenizer_dir, text.text))}
+        def build(staged: Path) -> dict[str, Any]:
+            result = train_tokenizer(text, staged, vocab_size=config.vocab_size, progress=context.log.info)
+            return md.plain(dataclasses.replace(result, path=p.tokenizer_dir))
 
-        out = build_or_reuse(context, p, "tokenizer", key, p.tokenizer_dir, build, lambda: digest_tree(p.tokenizer_dir))
-        yield dg.MaterializeResult(
-            metadata=md.with_reuse(md.tokenizer(out.report), out.reused),
-            data_version=dg.DataVersion(out.digest),
-            check_results=[checks.tokenizer_round_trips(out.report["check"])],
-        )
+        recipe = Recipe(build=build, check=lambda staged: md.plain(check_round_trip(staged, text)),
+                        verdict=checks.tokenizer_round_trips, digest=digest_tree)
+        out = build_or_reuse(context, p, "tokenizer", key, p.tokenizer_dir, recipe)
+        yield from stage_results("tokenizer", p.tokenizer_dir, out,
+                                 md.with_reuse(md.tokenizer(out.report), out.reused))
 
 
 DATASET_CODE_VERSION = "2"  # 2: validation held out as contiguous stretches; saved by datasets
@@ -215,8 +219,8 @@ def tokenized_dataset(
     context: dg.AssetExecutionContext, config: TokenizedDatasetConfig, paths: PathsResource
 ) -> Iterator[dg.MaterializeResult]:
     p = paths.paths()
-    with stage_lock(context, p, "tokenized_dataset"):
-        text, tokenizer_dir = resolve_corpus(p.corpus), p.tokenizer_dir.resolve()
+    with (stage_lock(context, p, "tokenized_dataset"), hold_version(p.corpus) as text,
+          hold_version(p.tokenizer_dir) as tokenizer_dir):  # these versions throughout
         tokenizer_digest = digest_tree(tokenizer_dir)
         ours = built_in_this_run(context, "tokenizer")
         if ours is not None and ours != tokenizer_digest:
@@ -224,7 +228,7 @@ def tokenized_dataset(
                 "tokenized_dataset: another run replaced the tokenizer this run built before this step "
                 f"started; building on the tokenizer now on disk ({tokenizer_digest[:12]}), so the two agree"
             )
-        key = stamp_key(corpus=corpus_digest(text), tokenizer=tokenizer_digest,
+        key = stamp_key(corpus=corpus_digest(resolve_corpus(text)), tokenizer=tokenizer_digest,
                         config=config.model_dump(), code=DATASET_CODE_VERSION)
         last_log = [0.0]
 
@@ -234,21 +238,22 @@ def tokenized_dataset(
                 last_log[0] = now
                 context.log.info(f"tokenized {done:,} of {total:,} bytes ({100 * done / max(total, 1):.0f}%)")
 
-        def build() -> dict[str, Any]:
-            result = build_dataset(text.text, tokenizer_dir, p.dataset_dir, context_length=config.context_length,
+        tokenizer_vocab = functools.cache(lambda: len(load_tokenizer(tokenizer_dir)))  # loaded once, if built
+
+        def build(staged: Path) -> dict[str, Any]:
+            result = build_dataset(text, tokenizer_dir, staged, context_length=config.context_length,
                                    validation_fraction=config.validation_fraction, seed=config.seed,
                                    progress=progress)
-            vocab = len(load_tokenizer(tokenizer_dir))
-            return {**md.plain(result), "tokenizer_vocab": vocab,
-                    "check": dataclasses.asdict(check_dataset(p.dataset_dir, vocab))}
+            return {**md.plain(dataclasses.replace(result, path=p.dataset_dir)), "tokenizer_vocab": tokenizer_vocab()}
 
-        out = build_or_reuse(context, p, "tokenized_dataset", key, p.dataset_dir, build,
-                             lambda: digest_tree(p.dataset_dir, "*.arrow"))
-        yield dg.MaterializeResult(
-            metadata=md.with_reuse(md.tokenized_dataset(out.report), out.reused),
-            data_version=dg.DataVersion(out.digest),
-            check_results=[checks.dataset_blocks_valid(out.report["check"])],
-        )
+        def check(staged: Path) -> dict[str, Any]:
+            return dataclasses.asdict(check_dataset(staged, tokenizer_vocab()))
+
+        recipe = Recipe(build=build, check=check, verdict=checks.dataset_blocks_valid,
+                        digest=lambda folder: digest_tree(folder, "*.arrow"))
+        out = build_or_reuse(context, p, "tokenized_dataset", key, p.dataset_dir, recipe)
+        yield from stage_results("tokenized_dataset", p.dataset_dir, out,
+                                 md.with_reuse(md.tokenized_dataset(out.report), out.reused))
 
 
 data_assets = [raw_books, corpus, tokenizer, tokenized_dataset]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import dagster as dg
 from llm_assets.books.catalog_cache import CachedCatalog
 from llm_assets.books.corpus import CorpusReport
 from llm_assets.books.downloads import DownloadReport
+from llm_assets.books.resolution_store import read_record_ids
 from llm_assets.books.selection import ResolvedBookList
 
 if TYPE_CHECKING:  # the training stack is imported only by the step that trains
@@ -42,50 +44,85 @@ def with_reuse(metadata: dict[str, Any], reused: bool) -> dict[str, Any]:
     return {**metadata, "reused_previous_output": reused}
 
 
-def _md_table(header: list[str], rows: list[list[Any]]) -> dg.MetadataValue:
+def _md_table(header: list[str], rows: list[list[Any]], footer: str = "") -> dg.MetadataValue:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return dg.MetadataValue.md("\n".join(lines))
+    return dg.MetadataValue.md("\n".join(lines) + footer)
+
+
+LISTED = 1_000  # ids a raw_books record lists in full; a longer list is only in its resolution file
+SHOWN = 25  # rows of each table in the UI; the resolution file has them all
 
 
 def raw_books(
-    report: DownloadReport, resolved: ResolvedBookList, book_list: Path, catalog: CachedCatalog | None
+    report: DownloadReport, resolved: ResolvedBookList, book_list: Path, catalog: CachedCatalog | None,
+    resolution: Path,
 ) -> dict[str, Any]:
+    """raw_books' record: counts, a summary and the first rows of each table, and the path of the
+    full resolution. Bounded whatever the list's length (~20 KB at 1,000 books, never over 64 KB):
+    every event is kept in the instance's history and loaded by the asset's page in the UI."""
     fetched = [b for b in report.books if b.fetched]
+    more = f"\n\n... and {{}} more: see {resolution}"
     chosen = _md_table(
         ["book id", "title", "chosen by", "line"],
-        [[b.book_id, _cell(b.title) or "-", f"`{_cell(b.entry)}`", b.line] for b in resolved.books],
+        [[b.book_id, _cell(b.title, limit=120) or "-", f"`{_cell(b.entry, limit=160)}`", b.line] for b in resolved.books[:SHOWN]],
+        more.format(len(resolved.books) - SHOWN) if len(resolved.books) > SHOWN else "",
+    )
+    entries = _md_table(
+        ["line", "entry", "matched", "chosen", "new"],
+        [[e.line, f"`{_cell(e.entry, limit=160)}`", e.matched, len(e.chosen), len(e.new)] for e in resolved.entries[:SHOWN]],
+        more.format(len(resolved.entries) - SHOWN) if len(resolved.entries) > SHOWN else "",
     )
     catalog_info: dict[str, Any] = {}
     if catalog is not None:
         catalog_info = {
             "catalog": dg.MetadataValue.path(str(catalog.path)),
-            "catalog_books": len(catalog.catalog),
+            "catalog_books": catalog.books,
             "catalog_fetched_at": catalog.fetched_at.isoformat(),
         }
+    skipped = [list(s) for s in report.skipped]
+    listed = len(resolved.ids) <= LISTED
     return {
         "books": len(report.books),
         "downloaded": len(fetched),
         "cached": len(report.books) - len(fetched),
-        "skipped": _md_table(["book id", "reason"], [list(s) for s in report.skipped])
-        if report.skipped
+        "skipped": _md_table(["book id", "reason"], [[i, _cell(r, limit=200)] for i, r in skipped[:SHOWN]],
+                             more.format(len(skipped) - SHOWN) if len(skipped) > SHOWN else "")
+        if skipped
         else "none",
         "skipped_count": len(report.skipped),
         "requests": report.requests,
         "bytes_downloaded": report.bytes_downloaded,
         "total_bytes": sum(b.size for b in report.books),
         "seconds": round(report.seconds, 3),
-        "book_ids": [b.book_id for b in report.books],
-        "selected_ids": list(resolved.ids),
+        **({"book_ids": [b.book_id for b in report.books], "selected_ids": list(resolved.ids)} if listed else {}),
+        "selected_count": len(resolved.ids),
+        "duplicates_count": len(resolved.duplicates),
+        "entries": entries,
         "chosen_by": chosen,
+        "resolution": dg.MetadataValue.path(str(resolution)),
         "book_list": dg.MetadataValue.path(str(book_list)),
         "book_list_fingerprint": resolved.fingerprint,
         **catalog_info,
     }
 
 
-def _cell(text: str, newline: str = " ") -> str:
-    """Text for one cell of a Markdown table: pipes escaped, on one line."""
+def recorded_selection(metadata: Mapping[str, dg.MetadataValue]) -> list[int]:
+    """The ids a raw_books materialization selected: listed in its metadata, or (a list longer
+    than LISTED) in the resolution file it links, if that file still holds this resolution."""
+    ids = metadata.get("selected_ids")
+    if ids is not None:
+        return list(ids.value)
+    record, fingerprint = metadata.get("resolution"), metadata.get("book_list_fingerprint")
+    if record is None or fingerprint is None:
+        return []
+    return read_record_ids(Path(str(record.value)), str(fingerprint.value)) or []
+
+
+def _cell(text: str, newline: str = " ", limit: int | None = None) -> str:
+    """Text for one cell of a Markdown table: pipes escaped, on one line, at most ``limit`` characters."""
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
     return text.replace("|", "\\|").replace("\n", newline).strip()
 
 
@@ -189,6 +226,15 @@ def trained_model(result: "TrainResult") -> dict[str, Any]:
         "resumed_from_step": result.resumed_from_step,
         "world_size": result.world_size,
         "model_dir": dg.MetadataValue.path(str(result.model_dir)),
+        "eval_bpb": _finite(result.eval_bpb),
+        "best_step": result.best_step,
+        "stopped_early": result.stopped_early,
+        "optimizer": result.optimizer,
+        "epochs": round(result.epochs, 3),
+        "time_budget_minutes": result.time_budget_minutes,
+        "time_used_seconds": round(result.time_used_seconds, 2),
+        "checkpoints_disk_mb": round(result.checkpoints_bytes / 1e6, 1),
+        "freed_disk_mb": round(result.freed_bytes / 1e6, 1),
         "global_step": result.global_step,
         "warmup_steps": result.warmup_steps,
         "wall_seconds": round(result.wall_seconds, 2),
