@@ -38,9 +38,6 @@ from llm_assets.training.config import TrainConfig  # noqa: E402
 from llm_assets.training.presets import get_preset  # noqa: E402
 from llm_assets.training.train import train_model  # noqa: E402
 
-LR_MULTIPLIERS = (0.5, 1.0, 2.0)
-
-
 def reference(data: tuple[Path, Path], preset: str, steps: int, seed: int, multiplier: float) -> dict[str, Any]:
     shape = get_preset(preset)
     started = time.perf_counter()
@@ -98,8 +95,9 @@ def summarize(runs: list[dict[str, Any]]) -> None:
 def equal_time(args: argparse.Namespace, data: tuple[Path, Path], factor: Any) -> list[dict[str, Any]]:
     runs = []
     for seed in args.seeds:
-        timed = [record(args, seed, reference(data, args.preset, args.steps, seed, m), factor) for m in LR_MULTIPLIERS]
-        budget = next(r["seconds"] for r in timed if r["recipe"] == "reference 1x lr")
+        timed = [record(args, seed, reference(data, args.preset, args.steps, seed, m), factor)
+                 for m in args.reference_lrs]
+        budget = timed[0]["seconds"]  # the first multiplier's time (1x unless told otherwise)
         runs += timed
         for optimizer in args.optimizers:
             runs.append(record(args, seed, trained_model(data, args.work_dir, args.preset, seed, optimizer=optimizer,
@@ -125,6 +123,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--seeds", default="1,2,3", type=lambda s: [int(x) for x in s.split(",") if x])
+    parser.add_argument("--reference-lrs", default="1,0.5,2", type=lambda s: [float(x) for x in s.split(",") if x],
+                        help="the reference's peak LR multipliers; the first one's time is the budget")
     parser.add_argument("--optimizers", default="auto", type=lambda s: [x for x in s.split(",") if x])
     parser.add_argument("--budget-seconds", type=float, default=0.0, help="optimizers: equal time instead of steps")
     parser.add_argument("--keys", default="{}", type=json.loads,

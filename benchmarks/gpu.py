@@ -42,7 +42,7 @@ def mfu(tokens_per_second: float, context: int, peak_tflops: float) -> float:
 def config(steps: int, context: int, batch: int = 0, accumulation: int = 0, compile: bool = False) -> TrainConfig:
     return TrainConfig(preset=PRESET, max_steps=steps, save_steps=10**9, logging_steps=10, batch_size=batch,
                        gradient_accumulation_steps=accumulation, precision="bf16", compile=compile,
-                       sample_prompts=[])
+                       sample_prompts=[], optimizer="adamw")  # the bare loop runs fused AdamW
 
 
 class Report:

@@ -148,6 +148,7 @@ def run_trained_model(
         learning_rate=preset.learning_rate,
         seed=seed,
         sample_prompts=[],
+        optimizer="adamw",  # the same recipe as the reference; budget_quality.py compares the optimizers
         **extra,
     )
     result = train_model(dataset_dir, tokenizer_dir, checkpoint_dir, config, device="cpu")

@@ -37,6 +37,7 @@ def materialized(project: Path, preset: str, steps: int, save_steps: int, checkp
     """tokens_per_second of one real materialization of trained_model (fresh checkpoint folder)."""
     config = {"ops": {"trained_model": {"config": {
         "preset": preset, "max_steps": steps, "save_steps": save_steps, "logging_steps": 10,
+        "optimizer": "adamw",  # the bare loop it is compared with runs fused AdamW
         "sample_prompts": ["The"], "sample_max_new_tokens": 8}}}}
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env.update(LLM_ASSETS_CHECKPOINT_DIR=str(checkpoints), LLM_DEVICE="cpu")
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--tokenizer-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_child:
-        config = TrainConfig(preset=args.bare_child, max_steps=args.steps, sample_prompts=[])
+        config = TrainConfig(preset=args.bare_child, max_steps=args.steps, sample_prompts=[], optimizer="adamw")
         print(bare_loop(args.dataset_dir, args.tokenizer_dir, config, args.steps, "cpu").mean)
         return
 
