@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from llm_assets_tests.training.conftest import TinyData, build_dataset, tiny_config
-from llm_assets_tests.training.test_train import run_dir, subprocess_env
+from llm_assets_tests.training.test_train import kill_when_saved, run_dir, subprocess_env
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
@@ -28,8 +28,6 @@ def budget_config(minutes: float, **overrides: object):
 
 
 def last_learning_rate(run_dir: Path) -> tuple[int, float]:
-    import json
-
     checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     history = json.loads((checkpoints[-1] / "trainer_state.json").read_text())["log_history"]
     logged = [(entry["step"], entry["learning_rate"]) for entry in history if "learning_rate" in entry]
@@ -94,21 +92,8 @@ def test_a_budgeted_run_killed_midway_counts_the_time_it_had_used(tiny_data: Tin
     config = budget_config(budget / 60, save_steps=10, sample_prompts=[])
     checkpoint_dir = tmp_path / "checkpoints"
     folder = run_dir(tiny_data, checkpoint_dir, config)
-    command = [
-        sys.executable, "-m", "llm_assets.training.launch",
-        "--dataset-dir", str(tiny_data.dataset_dir), "--tokenizer-dir", str(tiny_data.tokenizer_dir),
-        "--checkpoint-dir", str(checkpoint_dir), "--device", "cpu", "--config-json", config.model_dump_json(),
-    ]  # fmt: skip
-    child = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    kill_when_saved(tiny_data, checkpoint_dir, config, folder / "checkpoint-30")
     target = folder / "checkpoint-30" / "trainer_state.json"
-    deadline = time.monotonic() + 120
-    while not target.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    child.send_signal(signal.SIGKILL)
-    _, stderr = child.communicate(timeout=30)
-    assert child.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
-
-    import json
 
     saved = json.loads(target.read_text())["stateful_callbacks"]["TimeBudget"]["attributes"]
     assert 0 < saved["spent_seconds"] < budget and not saved["finished"]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from llm_assets_tests.training.conftest import TinyData, tiny_config
-from llm_assets_tests.training.test_train import run_dir, subprocess_env
+from llm_assets_tests.training.test_train import kill_when_saved, run_dir
 from safetensors.torch import load_file
 
 from llm_assets.training.optimizers import (
@@ -91,19 +87,7 @@ def test_a_muon_run_killed_after_a_checkpoint_resumes_to_the_same_model(tiny_dat
 
     checkpoint_dir = tmp_path / "killed"
     folder = run_dir(tiny_data, checkpoint_dir, config)
-    command = [
-        sys.executable, "-m", "llm_assets.training.launch",
-        "--dataset-dir", str(tiny_data.dataset_dir), "--tokenizer-dir", str(tiny_data.tokenizer_dir),
-        "--checkpoint-dir", str(checkpoint_dir), "--device", "cpu", "--config-json", config.model_dump_json(),
-    ]  # fmt: skip
-    child = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    second = folder / "checkpoint-8" / "trainer_state.json"
-    deadline = time.monotonic() + 120
-    while not second.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    child.send_signal(signal.SIGKILL)
-    _, stderr = child.communicate(timeout=30)
-    assert child.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    kill_when_saved(tiny_data, checkpoint_dir, config, folder / "checkpoint-8")
     saved = torch.load(folder / "checkpoint-8" / "optimizer.pt", weights_only=True)
     assert set(saved) == {"muon", "adamw"} and saved["muon"]["state"]  # momentum buffers were saved
 

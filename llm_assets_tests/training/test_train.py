@@ -47,6 +47,23 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def kill_when_saved(data: TinyData, checkpoint_dir: Path, config: TrainConfig, checkpoint: Path) -> None:
+    """Train in a child process (the torchrun entry point) and kill -9 it once ``checkpoint`` is complete."""
+    command = [
+        sys.executable, "-m", "llm_assets.training.launch",
+        "--dataset-dir", str(data.dataset_dir), "--tokenizer-dir", str(data.tokenizer_dir),
+        "--checkpoint-dir", str(checkpoint_dir), "--device", "cpu", "--config-json", config.model_dump_json(),
+    ]  # fmt: skip
+    child = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = checkpoint / "trainer_state.json"  # written last: the checkpoint is complete
+    deadline = time.monotonic() + 120
+    while not state.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+
+
 class RaiseOnceAtStep(TrainerCallback):
     """A real exception thrown from inside the Trainer's loop, as a failing kernel would."""
 
@@ -254,19 +271,7 @@ def test_run_killed_after_its_second_checkpoint_resumes_there(tiny_data: TinyDat
     checkpoint_dir = tmp_path / "checkpoints"
     config = tiny_config(max_steps=60, save_steps=2, save_total_limit=3, logging_steps=10)
     folder = run_dir(tiny_data, checkpoint_dir, config)
-    command = [
-        sys.executable, "-m", "llm_assets.training.launch",
-        "--dataset-dir", str(tiny_data.dataset_dir), "--tokenizer-dir", str(tiny_data.tokenizer_dir),
-        "--checkpoint-dir", str(checkpoint_dir), "--device", "cpu", "--config-json", config.model_dump_json(),
-    ]  # fmt: skip
-    child = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    second = folder / "checkpoint-4" / "trainer_state.json"
-    deadline = time.monotonic() + 120
-    while not second.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    child.send_signal(signal.SIGKILL)
-    _, stderr = child.communicate(timeout=30)
-    assert child.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    kill_when_saved(tiny_data, checkpoint_dir, config, folder / "checkpoint-4")
     assert not (checkpoint_dir / "latest").exists()
     resume = find_resume_checkpoint(folder)
     assert resume is not None
