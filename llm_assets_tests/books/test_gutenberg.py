@@ -55,7 +55,9 @@ def test_min_interval_spaces_requests(gutenberg_mirror, books) -> None:
         client.fetch(book_id)
     times = [r.time for r in gutenberg_mirror.requests]
     assert len(times) == 4  # retries are paced too
-    assert min(b - a for a, b in zip(times, times[1:])) >= 0.24
+    # Stamped by the server as it handles each request: a busy machine can delay one stamp and so
+    # shorten the next gap a little; unpaced requests would be milliseconds apart.
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.2
 
 
 def test_no_pause_on_other_mirrors(gutenberg_mirror, books) -> None:
