@@ -48,3 +48,12 @@ def test_no_module_is_a_room_nobody_can_keep_in_their_head() -> None:
     for path in PACKAGE.rglob("*.py"):
         lines = len(path.read_text(encoding="utf-8").splitlines())
         assert lines <= 420, f"{path.relative_to(PACKAGE)} has {lines} lines: split it by job"
+
+
+def test_loading_the_definitions_imports_no_pytorch() -> None:
+    """The UI, the CLI and every data step load the code location; only the training step needs
+    PyTorch and transformers (seconds of import each time otherwise)."""
+    code = "import sys, llm_assets.definitions\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

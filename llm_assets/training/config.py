@@ -15,6 +15,14 @@ from llm_assets.training.presets import get_preset, resolve_preset
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 OPTIMIZERS = ("auto", "adamw", "muon")
+# optimizer: auto, per device: the one that reached the lower validation loss at equal wall time
+# there (benchmarks/QUALITY.md, "Optimizer"); a device not listed gets AdamW.
+OPTIMIZER_BY_DEVICE = {"cpu": "muon", "cuda": "muon", "mps": "muon"}
+
+
+def resolve_optimizer(name: str, device: str) -> str:
+    """``auto`` becomes the device's optimizer; an explicit choice stays."""
+    return OPTIMIZER_BY_DEVICE.get(device, "adamw") if name == "auto" else name
 DEFAULT_PROMPTS = ["The fog lifted and", "It was a dark and stormy night;", "She opened the letter and read"]
 
 

@@ -25,18 +25,6 @@ MUON_MOMENTUM = 0.95
 # LLM Training"), so the preset's AdamW learning rate and weight decay carry over unchanged.
 MUON_LR_ADJUSTMENT = "match_rms_adamw"
 
-# What optimizer: auto picks on each device: the one that reached the lower validation loss at
-# equal wall time there (benchmarks/QUALITY.md, "Optimizer").
-DEFAULT_BY_DEVICE = {"cpu": "muon", "cuda": "muon", "mps": "muon"}
-
-
-def resolve_optimizer(name: str, device: str) -> str:
-    """``auto`` becomes the device's default; an explicit choice stays."""
-    if name == "auto":
-        return DEFAULT_BY_DEVICE.get(device, "adamw")
-    return name
-
-
 def muon_available() -> bool:
     return hasattr(torch.optim, "Muon")
 

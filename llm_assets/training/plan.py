@@ -14,8 +14,7 @@ from pathlib import Path
 from llm_assets.text.byte_counts import TargetBytes, validation_target_bytes
 from llm_assets.text.dataset import check_dataset
 from llm_assets.text.tokenizer import load_tokenizer
-from llm_assets.training.config import TrainConfig
-from llm_assets.training.optimizers import resolve_optimizer
+from llm_assets.training.config import TrainConfig, resolve_optimizer
 from llm_assets.training.presets import ModelPreset, get_preset, padded_vocab_size, resolve_preset
 from llm_assets.training.schedule import SETTLE_STEPS, BudgetSchedule, Schedule, warmup_for
 

@@ -10,12 +10,12 @@ from llm_assets_tests.training.conftest import TinyData, tiny_config
 from llm_assets_tests.training.test_train import kill_when_saved, run_dir
 from safetensors.torch import load_file
 
+from llm_assets.training.config import resolve_optimizer
 from llm_assets.training.optimizers import (
     Muon,
     muon_with_adamw,
     newton_schulz_dtype,
     orthogonalize,
-    resolve_optimizer,
 )
 from llm_assets.training.train import train_model
 
