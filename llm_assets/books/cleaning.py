@@ -115,13 +115,48 @@ _BOILERPLATE_LINES = (
 )
 
 
+# A word every pattern above requires: only a line holding one can be boilerplate. Found with
+# str.find in the lowercased text, so a 300 MB corpus is checked in seconds rather than by nine
+# searches of each of its millions of lines. Three letters match a word's letter when case is
+# ignored (as the patterns ignore it) yet lowercase to something else; a text holding one is
+# scanned by a regular expression ignoring case instead (slower, the same lines).
+_BOILERPLATE_WORDS = ("gutenberg", "small", "licen", "named")
+_BOILERPLATE_WORDS_ANY_CASE = re.compile("|".join(_BOILERPLATE_WORDS), re.IGNORECASE)
+_FOLD_APART = ("\u0130", "\u0131", "\u017f")  # İ, ı, ſ
+
+
+def _boilerplate_words(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every boilerplate word in ``text``, ignoring case, in text order."""
+    if any(letter in text for letter in _FOLD_APART):
+        return [(m.start(), m.end()) for m in _BOILERPLATE_WORDS_ANY_CASE.finditer(text)]
+    lowered = text.lower()  # the same length: only U+0130 lowercases to two characters
+    found = []
+    for word in _BOILERPLATE_WORDS:
+        at = lowered.find(word)
+        while at != -1:
+            found.append((at, at + len(word)))
+            at = lowered.find(word, at + 1)
+    return sorted(found)
+
+
 def find_boilerplate_lines(text: str) -> list[str]:
-    """Lines of ``text`` that are Gutenberg markers, licence or footer: the corpus check's test."""
-    return [
-        line
-        for line in text.split("\n")
-        if any(pattern.search(line) for pattern in _BOILERPLATE_LINES)
-    ]
+    """Lines of ``text`` that are Gutenberg markers, licence or footer: the corpus check's test.
+
+    The same lines, in the same order, as testing every LF-separated line against the patterns;
+    only the lines that hold one of the words the patterns require are tested."""
+    found: list[str] = []
+    examined_to = -1  # end of the last line tested: a line with several words is tested once
+    for word_start, word_end in _boilerplate_words(text):
+        if word_start < examined_to:
+            continue
+        start = text.rfind("\n", 0, word_start) + 1
+        end = text.find("\n", word_end)
+        end = len(text) if end == -1 else end
+        line = text[start:end]
+        if any(pattern.search(line) for pattern in _BOILERPLATE_LINES):
+            found.append(line)
+        examined_to = end
+    return found
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 from llm_assets.atomic import new_version
 from llm_assets.books.cleaning import clean_book, find_boilerplate_lines
 from llm_assets.books.downloads import Selection, read_raw_book, snapshot_selection
-from llm_assets.digests import digest_files
+from llm_assets.books.workers import ordered_map
+from llm_assets.digests import DigestCache
 
 INDEX_FILE = "all_books.index.json"
 SEPARATOR = b"\n\n"  # a blank line between books
@@ -69,53 +70,67 @@ def resolve_corpus(corpus_path: Path) -> CorpusFiles:
 
 
 def build_corpus(
-    raw_dir: Path, corpus_path: Path, progress: Callable[[int, int, int], None] | None = None
+    raw_dir: Path, corpus_path: Path, progress: Callable[[int, int, int], None] | None = None,
+    workers: int | None = None,
 ) -> CorpusReport:
     """Clean every selected raw book and publish them, in list order, as ``corpus_path`` + index."""
     corpus_path = Path(corpus_path)
     with new_version(corpus_path, member=corpus_path.name) as folder:
-        report = write_corpus(snapshot_selection(raw_dir), raw_dir, folder / corpus_path.name, progress)
+        report = write_corpus(snapshot_selection(raw_dir), raw_dir, folder / corpus_path.name, progress, workers)
     return dataclasses.replace(report, path=corpus_path)
 
 
+@dataclass(frozen=True)
+class _CleanedBook:
+    """One book as a worker hands it back: its cleaned UTF-8 bytes and what the cleaner found."""
+
+    id: int
+    data: bytes
+    lines: int
+    markers_found: bool
+    warnings: tuple[str, ...]
+
+
+def _clean_entry(job: tuple[Path, dict]) -> _CleanedBook:
+    """Read, verify and clean one selected book (runs in a worker process: module level, picklable)."""
+    raw_dir, entry = job
+    book_id, raw = read_raw_book(raw_dir, entry)
+    cleaned = clean_book(raw)
+    data = cleaned.text.encode("utf-8")
+    if not data.strip():
+        raise CorpusError(
+            f"book {book_id}: {Path(raw_dir) / f'{book_id}.txt'} holds no text: "
+            "remove it from the book list or re-download it with force_refresh."
+        )
+    return _CleanedBook(book_id, data, cleaned.text.count("\n") + 1, cleaned.markers_found, cleaned.warnings)
+
+
 def write_corpus(
-    selection: Selection, raw_dir: Path, text_path: Path, progress: Callable[[int, int, int], None] | None = None
+    selection: Selection, raw_dir: Path, text_path: Path, progress: Callable[[int, int, int], None] | None = None,
+    workers: int | None = None,
 ) -> CorpusReport:
     """Write the cleaned books of ``selection`` to ``text_path``, and its index beside it.
 
     ``selection`` is the one snapshot of ``books.json`` the caller also keyed on; each raw book is
-    checked against the hash that snapshot records, so the corpus is built from exactly it.
+    checked against the hash that snapshot records, so the corpus is built from exactly it. Books
+    are cleaned on ``workers`` processes (None: every available core) and written in list order,
+    so the corpus is the same bytes whatever the number of workers.
     """
     began = time.perf_counter()
     books: list[CorpusBook] = []
     offset = 0
+    jobs = [(Path(raw_dir), entry) for entry in selection.books]
     with open(text_path, "wb") as handle:
-        for n, entry in enumerate(selection.books, start=1):
-            book_id, raw = read_raw_book(raw_dir, entry)
-            cleaned = clean_book(raw)
-            data = cleaned.text.encode("utf-8")
-            if not data.strip():
-                raise CorpusError(
-                    f"book {book_id}: {raw_dir / f'{book_id}.txt'} holds no text: "
-                    "remove it from the book list or re-download it with force_refresh."
-                )
+        for n, book in enumerate(ordered_map(_clean_entry, jobs, workers), start=1):
             if books:
                 handle.write(SEPARATOR)
                 offset += len(SEPARATOR)
-            handle.write(data)
-            books.append(
-                CorpusBook(
-                    id=book_id,
-                    start=offset,
-                    end=offset + len(data),
-                    lines=cleaned.text.count("\n") + 1,
-                    markers_found=cleaned.markers_found,
-                    warnings=cleaned.warnings,
-                )
-            )
-            offset += len(data)
+            handle.write(book.data)
+            books.append(CorpusBook(id=book.id, start=offset, end=offset + len(book.data), lines=book.lines,
+                                    markers_found=book.markers_found, warnings=book.warnings))
+            offset += len(book.data)
             if progress is not None:
-                progress(n, len(selection.books), book_id)
+                progress(n, len(jobs), book.id)
         handle.write(b"\n")
         offset += 1
     index = {"corpus": text_path.name, "total_bytes": offset, "books": [_index_entry(b) for b in books]}
@@ -193,9 +208,11 @@ def iter_corpus_books(files: CorpusFiles) -> Iterator[tuple[CorpusBook, str]]:
             yield book, text
 
 
-def corpus_digest(files: CorpusFiles) -> str:
-    """One digest over the corpus text and its index: what later stages record they were built from."""
-    return digest_files(files.text.parent, [files.text, files.index])
+def corpus_digest(files: CorpusFiles, cache: DigestCache | None = None) -> str:
+    """One digest over the corpus text and its index: what later stages record they were built from.
+
+    ``cache``: a stage's digest cache, so an unchanged corpus is not read again to say so."""
+    return (cache or DigestCache()).digest_files(files.text.parent, [files.text, files.index])
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The local copy of the listed books: each downloaded once, verified, and never half-written.
 
 ``index.json`` records every book ever fetched (size, SHA-256, URL), so an unchanged book list
-costs no request at all; ``books.json`` is the current list's selection, in order, written only
-when the whole list is accounted for: the corpus is built from exactly that.
+costs no request at all, and with the stage's ``DigestCache`` no read either (a file is hashed
+again only when its identity changed); ``books.json`` is the current list's selection, in order,
+written only when the whole list is accounted for: the corpus is built from exactly that.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from llm_assets.books.gutenberg import (
     GutenbergClient,
     check_book_id,
 )
+from llm_assets.digests import DigestCache
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +81,51 @@ def _save_index(raw_dir: Path, books: dict[str, dict]) -> None:
     atomic_write_json(raw_dir / INDEX_FILE, {"version": 1, "books": books})
 
 
-def _cached(raw_dir: Path, book_id: int, entry: dict | None) -> DownloadedBook | None:
-    """The cached book if the file on disk still has the recorded size and hash."""
+INDEX_SAVE_SECONDS = 2.0
+
+
+class _Index:
+    """``index.json`` in memory, written at most every INDEX_SAVE_SECONDS and when the run ends.
+
+    The file is rewritten whole (and fsynced): once per book would make a thousand-book download
+    write the growing index a thousand times. A process killed outright loses at most the last
+    seconds of records; those books are then downloaded again, never used unverified.
+    """
+
+    def __init__(self, raw_dir: Path) -> None:
+        self.raw_dir = raw_dir
+        self.books = _load_index(raw_dir)
+        self._dirty = False
+        self._saved = time.monotonic()
+
+    def record(self, book_id: int, entry: dict) -> None:
+        self.books[str(book_id)] = entry
+        self._dirty = True
+        if time.monotonic() - self._saved >= INDEX_SAVE_SECONDS:
+            self.save()
+
+    def save(self) -> None:
+        if self._dirty:
+            _save_index(self.raw_dir, self.books)
+            self._dirty = False
+        self._saved = time.monotonic()
+
+
+def _cached(raw_dir: Path, book_id: int, entry: dict | None, digests: DigestCache) -> DownloadedBook | None:
+    """The cached book if the file on disk still has the recorded size and hash (read again only
+    when its identity changed since ``digests`` last hashed it)."""
     if not entry:
         return None
     path = raw_dir / f"{book_id}.txt"
     try:
         if path.stat().st_size != entry.get("size"):
             return None
-        data = path.read_bytes()
+        sha256 = digests.digest_file(path)
     except OSError:
         return None
-    if _sha256(data) != entry.get("sha256"):
+    if sha256 != entry.get("sha256"):
         return None
-    return DownloadedBook(book_id, path, len(data), entry["sha256"], entry.get("url", ""), False)
+    return DownloadedBook(book_id, path, entry["size"], sha256, entry.get("url", ""), False)
 
 
 def download_books(
@@ -103,49 +136,56 @@ def download_books(
     force_refresh: bool = False,
     skip_unavailable: bool = False,
     progress: ProgressFn | None = None,
+    digests: DigestCache | None = None,
 ) -> DownloadReport:
     """Make ``raw_dir`` hold every listed book, fetching only what the cache lacks.
 
-    Each book is written and recorded as soon as it arrives, so a failure later in the list loses
-    nothing. ``books.json`` (the selection the corpus is built from) is written only when the
-    whole list is accounted for, so a failed run never leaves a partial selection behind.
+    Each book is written as soon as it arrives and recorded in ``index.json`` every few seconds and
+    when the run ends, however it ends, so a failure later in the list loses nothing.
+    ``books.json`` (the selection the corpus is built from) is written only when the whole list is
+    accounted for, so a failed run never leaves a partial selection behind.
+    ``digests``: the stage's digest cache, so a cached book unchanged since it was last checked is
+    not read again (None: every cached book is read and hashed).
     """
+    digests = digests if digests is not None else DigestCache()
     began = time.perf_counter()
     requests_before = client.requests_made
     ids = [check_book_id(book_id) for book_id in book_ids]
     raw_dir.mkdir(parents=True, exist_ok=True)
-    index = _load_index(raw_dir)
+    index = _Index(raw_dir)
     books: list[DownloadedBook] = []
     skipped: list[tuple[int, str]] = []
     failures: list[BookUnavailableError] = []
     downloaded = 0
 
-    for n, book_id in enumerate(ids, start=1):
-        book = None if force_refresh else _cached(raw_dir, book_id, index.get(str(book_id)))
-        if book is None:
-            try:
-                body, url = client.fetch(book_id)
-            except BookUnavailableError as exc:
-                log.warning("%s", exc)
-                if skip_unavailable:
-                    skipped.append((book_id, str(exc)))
-                else:
-                    failures.append(exc)
-                continue
-            path = raw_dir / f"{book_id}.txt"
-            atomic_write(path, body)
-            book = DownloadedBook(book_id, path, len(body), _sha256(body), url, True)
-            index[str(book_id)] = {
-                "size": book.size,
-                "sha256": book.sha256,
-                "url": url,
-                "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            _save_index(raw_dir, index)
-            downloaded += book.size
-        books.append(book)
-        if progress is not None:
-            progress(n, len(ids), book)
+    try:
+        for n, book_id in enumerate(ids, start=1):
+            book = None if force_refresh else _cached(raw_dir, book_id, index.books.get(str(book_id)), digests)
+            if book is None:
+                try:
+                    body, url = client.fetch(book_id)
+                except BookUnavailableError as exc:
+                    log.warning("%s", exc)
+                    if skip_unavailable:
+                        skipped.append((book_id, str(exc)))
+                    else:
+                        failures.append(exc)
+                    continue
+                path = raw_dir / f"{book_id}.txt"
+                atomic_write(path, body)
+                book = DownloadedBook(book_id, path, len(body), _sha256(body), url, True)
+                index.record(book_id, {
+                    "size": book.size,
+                    "sha256": book.sha256,
+                    "url": url,
+                    "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                })
+                downloaded += book.size
+            books.append(book)
+            if progress is not None:
+                progress(n, len(ids), book)
+    finally:
+        index.save()  # whatever happened: every book written so far is recorded
 
     if failures:
         first = failures[0]
@@ -218,13 +258,21 @@ def read_raw_book(raw_dir: Path, entry: dict) -> tuple[int, bytes]:
     return book_id, raw
 
 
-def verify_selection(raw_dir: Path) -> tuple[int, list[int]]:
-    """(books selected, ids whose file is missing or differs from the hash recorded at download)."""
+def verify_selection(raw_dir: Path, digests: DigestCache | None = None) -> tuple[int, list[int]]:
+    """(books selected, ids whose file is missing or differs from the hash recorded at download).
+
+    ``digests``: a digest cache, so a file unchanged since it was last hashed is not read again."""
+    digests = digests if digests is not None else DigestCache()
     bad = []
     selection = read_selection(raw_dir)
     for entry in selection:
+        book_id = int(entry["id"])
+        path = Path(raw_dir) / f"{book_id}.txt"
+        expected = entry.get("sha256")
         try:
-            read_raw_book(raw_dir, entry)
-        except SelectionError:
-            bad.append(int(entry["id"]))
+            intact = path.is_file() and (not expected or digests.digest_file(path) == expected)
+        except OSError:
+            intact = False
+        if not intact:
+            bad.append(book_id)
     return len(selection), bad

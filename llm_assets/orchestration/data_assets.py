@@ -28,15 +28,17 @@ from llm_assets.books.corpus import check_corpus, corpus_digest, resolve_corpus,
 from llm_assets.books.downloads import SELECTION_FILE, download_books, snapshot_selection, verify_selection
 from llm_assets.books.resolution_store import RECORDS_DIR, write_record
 from llm_assets.books.selection import describe_change, resolve_with_catalog
-from llm_assets.digests import digest_file, digest_tree
+from llm_assets.digests import digest_file
 from llm_assets.locks import exclusive
 from llm_assets.orchestration import checks
 from llm_assets.orchestration import metadata as md
 from llm_assets.orchestration.resources import GutenbergResource, PathsResource
 from llm_assets.orchestration.stage_runs import (
     Recipe,
+    Throttled,
     build_or_reuse,
     built_in_this_run,
+    stage_digests,
     stage_lock,
     stage_results,
 )
@@ -81,11 +83,16 @@ def raw_books(
     if book_list.duplicates:
         context.log.warning(f"{p.book_list}: books listed more than once, kept once: {list(book_list.duplicates)}")
 
-    def progress(n: int, of: int, book: Any) -> None:
-        context.log.info(f"book {n} of {of}: {book.book_id} {'downloaded' if book.fetched else 'cached'} "
-                         f"({book.size:,} bytes)")
+    counts = {True: 0, False: 0}  # fetched -> books
+    throttled = Throttled(context.log.info)
 
-    with stage_lock(context, p, "raw_books"), gutenberg.client() as client:
+    def progress(n: int, of: int, book: Any) -> None:
+        counts[book.fetched] += 1
+        throttled(f"book {n} of {of}: {counts[True]} downloaded, {counts[False]} cached so far "
+                  f"(last: {book.book_id}, {book.size:,} bytes)", last=n == of)
+
+    with (stage_lock(context, p, "raw_books"), stage_digests(context, p, "raw_books") as digests,
+          gutenberg.client() as client):
         with exclusive(p.raw_dir / CATALOG_LOCK, "Project Gutenberg's catalog"):  # no other writer in raw/
             for folder in (p.raw_dir, index_dir(p.raw_dir), p.raw_dir / RECORDS_DIR):
                 for stale in remove_stale_temporaries(folder):
@@ -101,10 +108,10 @@ def raw_books(
                              + (" (the catalog was downloaded again)" if catalog and catalog.downloaded else ""))
         context.log.info(f"raw_books: {len(resolved.ids)} books from {client.mirror} into {p.raw_dir}")
         report = download_books(resolved.ids, p.raw_dir, client, force_refresh=config.force_refresh,
-                                skip_unavailable=config.skip_unavailable, progress=progress)
+                                skip_unavailable=config.skip_unavailable, progress=progress, digests=digests)
         for book_id, reason in report.skipped:
             context.log.warning(f"book {book_id} skipped: {reason}")
-        selected, bad = verify_selection(p.raw_dir)
+        selected, bad = verify_selection(p.raw_dir, digests)
         resolution = write_record(p.raw_dir, resolved.record(catalog))
         yield dg.MaterializeResult(
             metadata=md.raw_books(report, resolved, p.book_list, catalog, resolution),
@@ -137,22 +144,34 @@ CORPUS_CODE_VERSION = "3"  # 3: text and index published as one version
 )
 def corpus(context: dg.AssetExecutionContext, paths: PathsResource) -> Iterator[dg.MaterializeResult]:
     p = paths.paths()
-    with stage_lock(context, p, "corpus"):
+    with stage_lock(context, p, "corpus"), stage_digests(context, p, "corpus") as digests:
         selection = snapshot_selection(p.raw_dir)  # read once: the key and the build agree
         key = stamp_key(books=selection.digest, code=CORPUS_CODE_VERSION)
+        throttled = Throttled(context.log.info)
 
         def build(text: Path) -> dict[str, Any]:
             report = write_corpus(selection, p.raw_dir, text,
-                                  lambda n, of, book_id: context.log.info(f"cleaning book {n} of {of}: {book_id}"))
+                                  lambda n, of, book_id: throttled(f"cleaned book {n} of {of}: {book_id}", n == of))
             return md.corpus_report(dataclasses.replace(report, path=p.corpus))
 
         recipe = Recipe(build=build, check=lambda text: md.plain(check_corpus(resolve_corpus(text))),
-                        verdict=checks.corpus_clean, digest=lambda text: corpus_digest(resolve_corpus(text)))
+                        verdict=checks.corpus_clean, digest=lambda text: corpus_digest(resolve_corpus(text), digests))
         out = build_or_reuse(context, p, "corpus", key, p.corpus, recipe, member=p.corpus.name)
-        for book in out.report["books"]:
-            for warning in book["warnings"]:
-                context.log.warning(f"book {book['id']}: {warning}")
+        _log_warnings(context, out.report["books"])
         yield from stage_results("corpus", p.corpus, out, md.with_reuse(md.corpus(out.report), out.reused))
+
+
+WARNINGS_LOGGED = 10  # books whose cleaner warnings are logged one by one; the metadata has them all
+
+
+def _log_warnings(context: dg.AssetExecutionContext, books: list[dict[str, Any]]) -> None:
+    warned = [book for book in books if book["warnings"]]
+    for book in warned[:WARNINGS_LOGGED]:
+        for warning in book["warnings"]:
+            context.log.warning(f"book {book['id']}: {warning}")
+    if len(warned) > WARNINGS_LOGGED:
+        context.log.warning(f"... and {len(warned) - WARNINGS_LOGGED} more books with cleaner warnings: "
+                            "see the corpus metadata (books_with_warnings, per_book)")
 
 
 TOKENIZER_CODE_VERSION = "2"  # 2: saved by transformers, published as one version
@@ -177,8 +196,9 @@ def tokenizer(
     context: dg.AssetExecutionContext, config: TokenizerConfig, paths: PathsResource
 ) -> Iterator[dg.MaterializeResult]:
     p = paths.paths()
-    with stage_lock(context, p, "tokenizer"), hold_version(p.corpus) as text:  # this corpus version throughout
-        key = stamp_key(corpus=corpus_digest(resolve_corpus(text)), vocab_size=config.vocab_size,
+    with (stage_lock(context, p, "tokenizer"), stage_digests(context, p, "tokenizer") as digests,
+          hold_version(p.corpus) as text):  # this corpus version throughout
+        key = stamp_key(corpus=corpus_digest(resolve_corpus(text), digests), vocab_size=config.vocab_size,
                         code=TOKENIZER_CODE_VERSION)
 
         def build(staged: Path) -> dict[str, Any]:
@@ -186,7 +206,7 @@ def tokenizer(
             return md.plain(dataclasses.replace(result, path=p.tokenizer_dir))
 
         recipe = Recipe(build=build, check=lambda staged: md.plain(check_round_trip(staged, text)),
-                        verdict=checks.tokenizer_round_trips, digest=digest_tree)
+                        verdict=checks.tokenizer_round_trips, digest=digests.digest_tree)
         out = build_or_reuse(context, p, "tokenizer", key, p.tokenizer_dir, recipe)
         yield from stage_results("tokenizer", p.tokenizer_dir, out,
                                  md.with_reuse(md.tokenizer(out.report), out.reused))
@@ -219,16 +239,16 @@ def tokenized_dataset(
     context: dg.AssetExecutionContext, config: TokenizedDatasetConfig, paths: PathsResource
 ) -> Iterator[dg.MaterializeResult]:
     p = paths.paths()
-    with (stage_lock(context, p, "tokenized_dataset"), hold_version(p.corpus) as text,
-          hold_version(p.tokenizer_dir) as tokenizer_dir):  # these versions throughout
-        tokenizer_digest = digest_tree(tokenizer_dir)
+    with (stage_lock(context, p, "tokenized_dataset"), stage_digests(context, p, "tokenized_dataset") as digests,
+          hold_version(p.corpus) as text, hold_version(p.tokenizer_dir) as tokenizer_dir):  # these versions throughout
+        tokenizer_digest = digests.digest_tree(tokenizer_dir)
         ours = built_in_this_run(context, "tokenizer")
         if ours is not None and ours != tokenizer_digest:
             context.log.warning(
                 "tokenized_dataset: another run replaced the tokenizer this run built before this step "
                 f"started; building on the tokenizer now on disk ({tokenizer_digest[:12]}), so the two agree"
             )
-        key = stamp_key(corpus=corpus_digest(resolve_corpus(text)), tokenizer=tokenizer_digest,
+        key = stamp_key(corpus=corpus_digest(resolve_corpus(text), digests), tokenizer=tokenizer_digest,
                         config=config.model_dump(), code=DATASET_CODE_VERSION)
         last_log = [0.0]
 
@@ -250,7 +270,7 @@ def tokenized_dataset(
             return dataclasses.asdict(check_dataset(staged, tokenizer_vocab()))
 
         recipe = Recipe(build=build, check=check, verdict=checks.dataset_blocks_valid,
-                        digest=lambda folder: digest_tree(folder, "*.arrow"))
+                        digest=lambda folder: digests.digest_tree(folder, "*.arrow"))
         out = build_or_reuse(context, p, "tokenized_dataset", key, p.dataset_dir, recipe)
         yield from stage_results("tokenized_dataset", p.dataset_dir, out,
                                  md.with_reuse(md.tokenized_dataset(out.report), out.reused))

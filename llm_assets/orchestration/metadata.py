@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from llm_assets.books.catalog_cache import CachedCatalog
-from llm_assets.books.corpus import CorpusReport
+from llm_assets.books.corpus import INDEX_FILE, CorpusReport
 from llm_assets.books.downloads import DownloadReport
 from llm_assets.books.resolution_store import read_record_ids
 from llm_assets.books.selection import ResolvedBookList
@@ -142,7 +142,12 @@ def corpus_report(report: CorpusReport) -> dict[str, Any]:
 
 
 def corpus(report: dict[str, Any]) -> dict[str, Any]:
+    """The corpus's record: counts, and a table of at most SHOWN books, those the cleaner was unsure
+    of first. Bounded whatever the list's length; the corpus index has every book."""
     books = report["books"]
+    flagged = [b for b in books if b["warnings"] or not b["markers"]]
+    shown = (flagged + [b for b in books if not (b["warnings"] or not b["markers"])])[:SHOWN]
+    more = len(books) - len(shown)
     return {
         "books": len(books),
         "total_bytes": report["total_bytes"],
@@ -160,8 +165,10 @@ def corpus(report: dict[str, Any]) -> dict[str, Any]:
                     "yes" if b["markers"] else "**no: kept whole**",
                     "; ".join(b["warnings"]) or "-",
                 ]
-                for b in books
+                for b in shown
             ],
+            f"\n\n... and {more} more books (those the cleaner was sure of): every book's offsets, lines and "
+            f"warnings are in {INDEX_FILE}, beside the text {report['path']} links to" if more else "",
         ),
     }
 
@@ -191,6 +198,20 @@ def tokenized_dataset(report: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "mb_per_second": round(report["corpus_bytes"] / 1e6 / max(seconds, 1e-9), 2),
         "path": dg.MetadataValue.path(report["path"]),
+        **_dataset_disk(report),
+    }
+
+
+def _dataset_disk(report: dict[str, Any]) -> dict[str, Any]:
+    """The finished dataset's size and the most its build held at once (absent from older stamps)."""
+    disk, peak = report.get("disk_bytes"), report.get("peak_disk_bytes")
+    if not disk or peak is None:
+        return {}
+    return {
+        "disk_mb": round(disk / 1e6, 1),
+        "build_peak_disk_mb": round(peak / 1e6, 1),
+        "build_peak_disk_ratio": round(peak / disk, 3),
+        "build_disk_phases_mb": {k: round(v / 1e6, 1) for k, v in report.get("disk_phases", {}).items()},
     }
 
 

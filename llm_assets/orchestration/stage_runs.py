@@ -13,6 +13,7 @@ the stamp matching the disk and records it.)
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from llm_assets.atomic import new_version, remove_stale_staging, remove_stale_temporaries, require_symlinks
+from llm_assets.digests import DigestCache
 from llm_assets.locks import exclusive
 from llm_assets.settings import Paths
 from llm_assets.stamps import check_stamp, save_stamp
@@ -63,6 +65,38 @@ def stage_lock(context: dg.AssetExecutionContext, paths: Paths, stage: str) -> I
         context.log.info(f"{stage}: holding {lock}")
         yield
         context.log.info(f"{stage}: releasing {lock}")
+
+
+@contextmanager
+def stage_digests(context: dg.AssetExecutionContext, paths: Paths, stage: str) -> Iterator[DigestCache]:
+    """The stage's digest cache, ``data/.stamps/<stage>.digests.json``: a file the stage hashed
+    before and whose identity has not changed since is not read again (see ``llm_assets.digests``).
+    Saved, and summed up in the log, when the block ends. Use it holding the stage's lock: the
+    stage is the only writer of its cache."""
+    name = f"{stage}.digests.json"
+    for stale in remove_stale_temporaries(paths.stamps_dir, name):
+        context.log.info(f"{stage}: removed {stale}, left by a run that was stopped")
+    cache = DigestCache(paths.stamps_dir / name)
+    try:
+        yield cache
+    finally:
+        cache.save()
+        context.log.info(f"{stage}: digests: {cache.summary()}")
+
+
+class Throttled:
+    """A progress line at most every ``seconds``, and always the last one. Each line is an event in
+    the run's history (a database write, then shown by the UI), so a line per book would cost a
+    thousand-book list more time than the work it reports."""
+
+    def __init__(self, log: Callable[[str], None], seconds: float = 2.0) -> None:
+        self.log, self.seconds, self._last = log, seconds, float("-inf")
+
+    def __call__(self, message: str, last: bool = False) -> None:
+        now = time.monotonic()
+        if last or now - self._last >= self.seconds:
+            self._last = now
+            self.log(message)
 
 
 def built_in_this_run(context: dg.AssetExecutionContext, asset: str) -> str | None:

@@ -1,43 +1,48 @@
 """Token blocks for training: encode the corpus, hold out validation stretches, save to disk.
 
 Two streaming passes keep memory flat: the corpus is encoded batch by batch into a flat token file
-(``<|endoftext|>`` after each book), then read once more to route each block into its split. Every
-block lies on one grid, so only the final remainder is lost; validation is one contiguous stretch
-inside each book, never a lone block between training neighbours, so ``eval_loss`` is not flattered.
+(``<|endoftext|>`` after each book), then read once more to route each block into its split
+(``splits``). Every block lies on one grid, so only the final remainder is lost; validation is one
+contiguous stretch inside each book, never a lone block between training neighbours, so
+``eval_loss`` is not flattered. Each intermediate form of the tokens is deleted as soon as the next
+is written: the build's peak disk use stays under twice the finished dataset, and is reported.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import pyarrow as pa
 from tokenizers import Tokenizer
 
 from llm_assets.atomic import new_version
 from llm_assets.books.corpus import CorpusFiles, read_corpus_index, resolve_corpus
-from llm_assets.text.byte_counts import TargetBytes, add, count_targets, token_byte_lengths, write_byte_counts
+from llm_assets.text.byte_counts import token_byte_lengths, write_byte_counts
 from llm_assets.text.chunking import iter_chunk_batches
+from llm_assets.text.splits import (
+    COLUMN,
+    ROWS_PER_BATCH,
+    SPLITS,
+    DiskPhases,
+    folder_bytes,
+    save_with_datasets,
+    write_splits,
+)
 from llm_assets.text.tokenizer import END_OF_TEXT, TOKENIZER_FILE, tokenizer_threads
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-SPLITS = ("train", "validation")
-COLUMN = "input_ids"
 MIN_STRETCH_BLOCKS = 2  # a validation stretch is never one block between two training blocks
 # datasets' own default is 500 MB; smaller shards let readers and copies make progress sooner.
 MAX_SHARD_BYTES = 256 << 20
-# Blocks per Arrow record batch: datasets writes 1000-row batches; a few MB each reads fast.
-ROWS_PER_BATCH = 8192
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class DatasetReport:
     books: int
     corpus_bytes: int
     seconds: float
+    disk_bytes: int  # the finished dataset's files
+    peak_disk_bytes: int  # the most the build's folder held at once
+    disk_phases: dict[str, int]  # what it held at the end of each phase: tokens, splits, saved
 
 
 @dataclass(frozen=True)
@@ -101,12 +109,14 @@ def build_dataset(
     report_progress = progress or (lambda done, total: None)
 
     with new_version(out_dir) as folder:
+        disk = DiskPhases(folder)
         scratch = folder / "scratch"
         scratch.mkdir()
         token_file = scratch / "tokens.bin"
         with open(token_file, "wb") as sink, tokenizer_threads():
             stream = _encode_corpus(files, tokenizer, eot, dtype, sink,
                                     lambda done: report_progress(done, books[-1].end))
+        disk.measure("tokens")
         blocks = stream.tokens // context_length
         if blocks < 2:
             raise ValueError(
@@ -115,14 +125,18 @@ def build_dataset(
                 "one each. Use a smaller context_length or add books."
             )
         is_validation = choose_validation(stream.book_ends, blocks, context_length, validation_fraction, seed)
-        arrow_files, byte_counts = _write_splits(token_file, scratch, is_validation, context_length, dtype,
-                                                 token_byte_lengths(tokenizer))
+        arrow_files, byte_counts = write_splits(token_file, scratch, is_validation, context_length, dtype,
+                                                token_byte_lengths(tokenizer))
+        disk.measure("splits")
+        token_file.unlink()  # every block is in a split file now
         write_byte_counts(folder, byte_counts)
-        _save_with_datasets(
+        save_with_datasets(
             arrow_files, folder, context_length, dtype, max_shard_bytes,
             fingerprint=f"{stream.digest}/{context_length}/{validation_fraction!r}/{seed}",
         )
-        shutil.rmtree(scratch)
+        disk.measure("saved")
+        shutil.rmtree(scratch)  # every block is in the saved dataset now
+        disk_bytes = folder_bytes(folder)
     report_progress(books[-1].end, books[-1].end)
     validation_blocks = int(is_validation.sum())
     return DatasetReport(
@@ -137,6 +151,9 @@ def build_dataset(
         books=len(books),
         corpus_bytes=sum(b.end - b.start for b in books),
         seconds=time.perf_counter() - started,
+        disk_bytes=disk_bytes,
+        peak_disk_bytes=disk.peak,
+        disk_phases=dict(disk.phases),
     )
 
 
@@ -233,91 +250,6 @@ def choose_validation(
     if mask.all():
         mask[0] = False
     return mask
-
-
-def _features(context_length: int, dtype: np.dtype):  # -> datasets.Features, imported late
-    from datasets import Features, List, Value
-
-    return Features({COLUMN: List(Value(dtype.name), length=context_length)})
-
-
-def _write_splits(
-    token_file: Path, folder: Path, is_validation: np.ndarray, context_length: int, dtype: np.dtype,
-    byte_lengths: np.ndarray,
-) -> tuple[dict[str, Path], dict[str, TargetBytes]]:
-    """Pass 2: route each block of the token file to its split's Arrow stream file, counting the
-    bytes of text each split's targets spell (``byte_counts``: what bits per byte divide by)."""
-    column = pa.list_(pa.from_numpy_dtype(dtype), context_length)
-    schema = pa.schema([pa.field(COLUMN, column)])
-    paths = {split: folder / f"{split}.arrow" for split in SPLITS}
-    counts = {split: TargetBytes(0, 0) for split in SPLITS}
-    writers = {split: pa.ipc.new_stream(str(path), schema) for split, path in paths.items()}
-    try:
-        for first, blocks in _read_blocks(token_file, len(is_validation), context_length, dtype):
-            mask = is_validation[first : first + len(blocks)]
-            for split, rows in (("train", blocks[~mask]), ("validation", blocks[mask])):
-                if len(rows):
-                    counts[split] = add(counts[split], count_targets(rows, byte_lengths))
-                    values = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), context_length)
-                    writers[split].write_batch(pa.record_batch([values], schema=schema))
-    finally:
-        for writer in writers.values():
-            writer.close()
-    return paths, counts
-
-
-def _save_with_datasets(
-    arrow_files: dict[str, Path],
-    folder: Path,
-    context_length: int,
-    dtype: np.dtype,
-    max_shard_bytes: int,
-    fingerprint: str,
-) -> None:
-    """Save the split files as a ``DatasetDict`` through ``datasets``' public API.
-
-    The fingerprint comes from the token stream and the config, not from file paths or times,
-    so rebuilding the same dataset writes the same bytes.
-    """
-    from datasets import (
-        Dataset,
-        DatasetDict,
-        DatasetInfo,
-        NamedSplit,
-        disable_progress_bars,
-        enable_progress_bars,
-        is_progress_bar_enabled,
-    )
-    from datasets.table import MemoryMappedTable
-
-    info = DatasetInfo(features=_features(context_length, dtype))
-    splits: dict[str, Dataset] = {}
-    for split, path in arrow_files.items():
-        table = MemoryMappedTable.from_file(str(path))
-        split_fingerprint = hashlib.blake2b(f"{fingerprint}/{split}".encode(), digest_size=8).hexdigest()
-        splits[split] = Dataset(table.cast(info.features.arrow_schema), info=info.copy(),
-                                split=NamedSplit(split), fingerprint=split_fingerprint)
-    shards = {
-        split: max(1, min(len(ds), math.ceil(ds.data.nbytes / max_shard_bytes))) for split, ds in splits.items()
-    }
-    bars = is_progress_bar_enabled()
-    disable_progress_bars()  # a bar per split would interleave with the stage's own progress lines
-    try:
-        DatasetDict(splits).save_to_disk(str(folder), num_shards=shards)
-    finally:
-        if bars:
-            enable_progress_bars()
-
-
-def _read_blocks(
-    token_file: Path, blocks: int, context_length: int, dtype: np.dtype
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first block number, blocks)`` read sequentially, never mapping the whole file."""
-    with open(token_file, "rb") as source:
-        for first in range(0, blocks, ROWS_PER_BATCH):
-            count = min(ROWS_PER_BATCH, blocks - first)
-            data = np.fromfile(source, dtype=dtype, count=count * context_length)
-            yield first, data.reshape(count, context_length)
 
 
 def _count_stretches(mask: np.ndarray) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm_assets.books.cleaning import (
+    _BOILERPLATE_LINES,
     clean_book,
     decode_gutenberg,
     find_boilerplate_lines,
@@ -83,3 +84,23 @@ def test_boilerplate_detector_sees_raw_licences_but_not_clean_bodies(shared_gute
         assert find_boilerplate_lines(decode_gutenberg(raw)), book.book_id
         assert find_boilerplate_lines(clean_book(raw).text) == [], book.book_id
         assert find_boilerplate_lines("\n".join(book.body_lines())) == [], book.book_id
+
+
+def _every_line_tested(text: str) -> list[str]:
+    """The detector's definition: each LF-separated line tested against every pattern."""
+    return [line for line in text.split("\n") if any(p.search(line) for p in _BOILERPLATE_LINES)]
+
+
+def test_the_fast_boilerplate_scan_finds_exactly_the_lines_of_testing_every_line(shared_gutenberg: Path) -> None:
+    """It tests only lines holding a word the patterns require, found in the lowercased text; the
+    letters that match a word ignoring case but lowercase apart (İ, ı, ſ) take the slow scan."""
+    raws = [decode_gutenberg(book.raw()) for book in load_manifest(shared_gutenberg)]
+    cleaned = [clean_book(book.raw()).text for book in load_manifest(shared_gutenberg)]
+    leaks = ("*** END OF THE PROJECT GUTENBERG EBOOK X ***\nSmall print, licence and gutenberg in one line\n"
+             "  *END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.04.29.93*END*\nThis file should be named x.txt")
+    folded = "İstanbul\n*END*THE ſMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*\nLICENSE ı\nproject gutenberg-tm"
+    for text in ["\n".join(raws), "\n\n".join(cleaned) + "\n" + leaks, "\n\n".join(cleaned) + folded, folded,
+                 leaks, "", "no newline at all: Project Gutenberg Literary Archive Foundation"]:
+        assert find_boilerplate_lines(text) == _every_line_tested(text)
+    assert len(find_boilerplate_lines("\n".join(raws))) > 100
+    assert "*END*THE ſMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*" in find_boilerplate_lines(folded)

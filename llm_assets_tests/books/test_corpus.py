@@ -102,6 +102,32 @@ def test_check_corpus_finds_leaked_boilerplate(tmp_path: Path) -> None:
     assert not check.passed and check.leaked_lines == ("*** END OF THE PROJECT GUTENBERG EBOOK X ***",)
 
 
+def test_the_corpus_is_the_same_bytes_on_one_worker_or_two(tmp_path: Path, shared_gutenberg: Path) -> None:
+    """Books are cleaned in parallel but written in list order: text, index and report agree."""
+    files = sorted((shared_gutenberg / "mirror").glob("cache/epub/*/pg*.txt"))
+    real = [(int(p.parent.name), p.read_bytes()) for p in files]
+    generated = [(90 + i, make_book(90 + i, style).raw) for i, style in enumerate(("wrapped", "none", "this"))]
+    books = [real[5], *generated[:2], *real[:5], generated[2], *real[6:]]  # list order, not id order
+    write_raw_selection(tmp_path / "raw", books)
+    built = {}
+    for workers in (1, 2):
+        report = build_corpus(tmp_path / "raw", tmp_path / f"w{workers}" / "all_books.txt", workers=workers)
+        files = resolve_corpus(tmp_path / f"w{workers}" / "all_books.txt")
+        built[workers] = (files.text.read_bytes(), files.index.read_bytes(), report.books, report.unmarked)
+    assert built[1] == built[2]
+    assert [b.id for b in built[2][2]] == [book_id for book_id, _ in books]
+    assert built[2][3] == (91,)  # the generated book without markers, found by a worker
+
+
+def test_a_worker_s_error_names_the_book_and_publishes_nothing(tmp_path: Path) -> None:
+    books = [(i, make_book(i, "modern").raw) for i in range(1, 9)]
+    write_raw_selection(tmp_path, books)
+    (tmp_path / "6.txt").write_bytes(books[5][1] + b"tampered")
+    with pytest.raises(SelectionError, match="book 6.*does not match"):
+        build_corpus(tmp_path, tmp_path / "c.txt", workers=2)
+    assert not (tmp_path / "c.txt").exists()
+
+
 # --- reading back --------------------------------------------------------------------------------
 
 

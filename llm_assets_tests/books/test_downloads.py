@@ -127,6 +127,23 @@ def test_unavailable_book_fails_the_run_and_loses_nothing(gutenberg_mirror, book
     assert gutenberg_mirror.count() == 0
 
 
+def test_a_run_stopped_mid_list_keeps_what_it_wrote_recorded(gutenberg_mirror, books, tmp_path) -> None:
+    """index.json is written every few seconds, not per book; a run stopped mid-list (a Dagster
+    step interrupted) still records every book it wrote, so none is fetched again."""
+    raw = tmp_path / "raw"
+
+    def stop_after_two(n: int, of: int, book) -> None:
+        if n == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download_books([11, 22, 33], raw, fast_client(gutenberg_mirror), progress=stop_after_two)
+    assert set(json.loads((raw / "index.json").read_text())["books"]) == {"11", "22"}
+    gutenberg_mirror.clear_log()
+    download_books([11, 22, 33], raw, fast_client(gutenberg_mirror))
+    assert gutenberg_mirror.count() == 1  # book 33 only
+
+
 def test_several_unavailable_books_are_all_named(gutenberg_mirror, books, tmp_path) -> None:
     with pytest.raises(BookUnavailableError, match=r"also unavailable: 405") as caught:
         download_books([404, 11, 405], tmp_path, fast_client(gutenberg_mirror))

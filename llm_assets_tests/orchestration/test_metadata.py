@@ -22,3 +22,18 @@ def test_corpus_metadata_names_books_kept_whole_and_why(tmp_path) -> None:
     row = next(line for line in table.splitlines() if line.startswith("| 9 "))
     assert "kept whole" in row and "no Project Gutenberg markers recognised" in row
     assert "| 5 " in table
+
+
+def test_corpus_metadata_stays_small_however_long_the_list(tmp_path) -> None:
+    """A thousand-book corpus would put a thousand rows in every record the UI loads: the table
+    shows SHOWN books, those the cleaner was unsure of first, and says where the rest are."""
+    books = [make_book(i, "none" if i in (30, 40) else "modern", newline="\n" if i in (30, 40) else "\r\n")
+             for i in range(1, 41)]
+    raw = tmp_path / "raw"
+    write_raw_selection(raw, [(b.book_id, b.raw) for b in books])
+    meta = md.corpus(md.corpus_report(build_corpus(raw, tmp_path / "all.txt")))
+    rows = [line for line in meta["per_book"].value.splitlines() if line.startswith("| ") and "book id" not in line]
+    assert len(rows) == md.SHOWN and meta["books"] == 40
+    assert rows[0].startswith("| 30 ") and rows[1].startswith("| 40 ") and rows[2].startswith("| 1 ")
+    assert f"and {40 - md.SHOWN} more books" in meta["per_book"].value
+    assert "all_books.index.json" in meta["per_book"].value

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import filecmp
 import math
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from llm_assets.text.dataset import MIN_STRETCH_BLOCKS, build_dataset, check_dataset, token_dtype, unigram_entropy
 from llm_assets.text.tokenizer import END_OF_TEXT, save_for_transformers
-from llm_assets_tests.text.conftest import Corpus, write_corpus
+from llm_assets_tests.text.conftest import BOOK_IDS, Corpus, write_corpus
 
 
 def expected_stream(corpus: Corpus, tokenizer_dir: Path) -> list[int]:
@@ -140,6 +142,51 @@ def test_small_shards_still_load_as_one_split(
     assert len(arrow_files) > 3
     assert rows(sharded, "train") == rows(out, "train")
     assert rows(sharded, "validation") == rows(out, "validation")
+
+
+def test_the_build_never_holds_more_than_twice_the_finished_dataset(
+    corpus: Corpus, tokenizer_dir: Path, tmp_path: Path
+) -> None:
+    """Each form of the tokens (flat file, split files, saved dataset) is deleted once the next is
+    written. A thread watching the build's folder never sees more than the peak it reports."""
+    big = write_corpus(tmp_path / "corpus", {i: text for i in range(12) for text in [corpus.books[BOOK_IDS[i % 3]]]})
+    out = tmp_path / "processed_dataset"
+    versions = tmp_path / ".processed_dataset.versions"
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(_bytes_under(versions))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = build_dataset(big.corpus, tokenizer_dir, out, context_length=32, max_shard_bytes=100_000)
+    finally:
+        done.set()
+        watcher.join()
+    finished = sum(f.stat().st_size for f in out.resolve().rglob("*") if f.is_file())
+    assert report.disk_bytes == finished
+    assert list(report.disk_phases) == ["tokens", "splits", "saved"]
+    assert report.peak_disk_bytes == max(report.disk_phases.values()) <= 2 * finished
+    tokens = report.total_tokens * 2  # uint16
+    assert report.disk_phases["tokens"] == tokens  # the flat file alone
+    assert report.disk_phases["splits"] < 2.1 * tokens  # flat file and split files, nothing else
+    assert len(seen) > 10 and max(seen) <= report.peak_disk_bytes
+    print(f"peak {report.peak_disk_bytes:,} B = {report.peak_disk_bytes / finished:.3f}x the finished "
+          f"{finished:,} B; phases {report.disk_phases}; watcher's largest of {len(seen)} looks {max(seen):,} B")
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for top, _, files in os.walk(folder):  # a folder deleted while walked is skipped
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(top, name))
+            except OSError:  # deleted while being looked at
+                pass
+    return total
 
 
 def test_every_split_gets_a_block_even_with_extreme_fractions(
