@@ -10,10 +10,11 @@ Both recipes train the preset's shape on the same blocks (benchmarks/quality.py 
 shared Gutenberg books: BPE 8192, 128-token blocks) with the preset's batch, one thread each, and
 are scored on the whole validation split, as loss per token and in bits per byte (eval_bpb). The
 reference is quality.py's nanoGPT-style loop (AdamW, 5% warm-up, cosine to a tenth). "Equal wall
-time" gives trained_model, per seed, the wall time the reference took for its N steps at 1x
-(model build, training and its final evaluation): trained_model's budget then also pays for its
-own evaluations, checkpoints, samples and publish. Runs alternate in one process, so a machine
-that slows down slows both. Every run is appended to ``budget_runs.jsonl`` in ``--work-dir``.
+time" gives trained_model, per seed, the time the reference took for its N steps at the first
+``--reference-lrs`` multiplier (model build, training and its final evaluation), counted as the
+reference's CPU seconds: one thread, so that is its wall time on a core of its own, whatever else
+ran meanwhile. trained_model gets it as a wall-time budget, which also pays for its own
+evaluations, checkpoints, samples and publish, and which a busy machine only shortens. Every run is appended to ``budget_runs.jsonl`` in ``--work-dir``.
 Figures: benchmarks/QUALITY.md.
 """
 
@@ -40,10 +41,10 @@ from llm_assets.training.train import train_model  # noqa: E402
 
 def reference(data: tuple[Path, Path], preset: str, steps: int, seed: int, multiplier: float) -> dict[str, Any]:
     shape = get_preset(preset)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     loss = run_reference(*data, shape, steps, seed, max(1, round(0.05 * steps)), lr=shape.learning_rate * multiplier)
     return {"recipe": f"reference {multiplier:g}x lr", "eval_loss": loss, "seconds": time.perf_counter() - started,
-            "steps": steps}
+            "cpu_seconds": time.process_time() - cpu, "steps": steps}
 
 
 def trained_model(data: tuple[Path, Path], work: Path, preset: str, seed: int, **keys: Any) -> dict[str, Any]:
@@ -97,7 +98,10 @@ def equal_time(args: argparse.Namespace, data: tuple[Path, Path], factor: Any) -
     for seed in args.seeds:
         timed = [record(args, seed, reference(data, args.preset, args.steps, seed, m), factor)
                  for m in args.reference_lrs]
-        budget = timed[0]["seconds"]  # the first multiplier's time (1x unless told otherwise)
+        # The reference's CPU seconds (one thread): its wall time on a core of its own, whatever else
+        # the machine was doing. trained_model gets them as wall time, so a busy machine only
+        # ever shortens trained_model's side.
+        budget = timed[0]["cpu_seconds"]
         runs += timed
         for optimizer in args.optimizers:
             runs.append(record(args, seed, trained_model(data, args.work_dir, args.preset, seed, optimizer=optimizer,
