@@ -220,7 +220,9 @@ def test_progress_reports_step_loss_rate_and_eta(trained):
 def test_checkpoints_are_trainer_checkpoints_in_a_run_folder(trained):
     run_dir = trained.result.run_dir
     assert run_dir.parent == trained.checkpoint_dir / "runs"
-    assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    # The finished run keeps its last and its best checkpoint (retention.py); checkpoint-4 was one.
+    kept = {p.name for p in run_dir.glob("checkpoint-*")}
+    assert kept == {"checkpoint-8", f"checkpoint-{trained.result.best_step}"}
     assert all(is_complete_checkpoint(p) for p in run_dir.glob("checkpoint-*"))
     assert json.loads((run_dir / "checkpoint-8" / "trainer_state.json").read_text())["global_step"] == 8
 
@@ -293,10 +295,12 @@ def test_run_killed_after_its_second_checkpoint_resumes_there(tiny_data: TinyDat
 def test_half_written_checkpoint_is_ignored(tiny_data: TinyData, tmp_path: Path):
     checkpoint_dir = tmp_path / "checkpoints"
     config = tiny_config(max_steps=6, save_steps=2, sample_prompts=[])
-    first = train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, checkpoint_dir, config, device="cpu")
+    folder = run_dir(tiny_data, checkpoint_dir, config)
+    with pytest.raises(RuntimeError, match="died"):  # a run that stops at step 5, two checkpoints written
+        train_model(tiny_data.dataset_dir, tiny_data.tokenizer_dir, checkpoint_dir, config, device="cpu",
+                    callbacks=[RaiseOnceAtStep(5, RuntimeError("died"))])
     # Make it look as if the run died while writing checkpoint-4, after checkpoint-2 was complete.
-    shutil.rmtree(first.run_dir / "checkpoint-6")
-    (first.run_dir / "checkpoint-4" / "trainer_state.json").unlink()
+    (folder / "checkpoint-4" / "trainer_state.json").unlink()
     updates = []
     second = train_model(
         tiny_data.dataset_dir, tiny_data.tokenizer_dir, checkpoint_dir, config, device="cpu", progress=updates.append
@@ -304,7 +308,7 @@ def test_half_written_checkpoint_is_ignored(tiny_data: TinyData, tmp_path: Path)
     assert second.resumed_from_step == 2
     assert second.global_step == 6
     assert any("half-written checkpoint checkpoint-4" in u.message for u in updates)
-    assert is_complete_checkpoint(second.run_dir / "checkpoint-4")
+    assert is_complete_checkpoint(second.run_dir / "checkpoint-6")  # finished (4 was written again, then tidied)
 
 
 def test_incompatible_configuration_starts_fresh(trained):
