@@ -23,7 +23,7 @@ from llm_assets.training.distributed import Distributed, decided_by_main
 
 dist = Distributed.from_env()
 # Each rank looks at its own view of the storage; rank 1's has not caught up (shows no checkpoint).
-local = choose_resume(Path(sys.argv[1 + dist.rank]), 8)
+local = choose_resume(Path(sys.argv[1 + dist.rank]), 16)
 agreed = decided_by_main(dist, "cpu", local.to_json())
 seen = {"rank": dist.rank, "local": local.step, "agreed": agreed["step"], "dir": agreed["run_dir"]}
 Path(sys.argv[3], f"rank{dist.rank}.json").write_text(json.dumps(seen))
@@ -46,7 +46,7 @@ def free_port() -> int:
 
 def test_every_rank_takes_rank_0s_resume_decision(trained, tmp_path: Path) -> None:
     seen_by_rank_0, seen_by_rank_1 = tmp_path / "shared", tmp_path / "lagging"
-    shutil.copytree(trained.result.run_dir / "checkpoint-4", seen_by_rank_0 / "checkpoint-4")
+    shutil.copytree(trained.result.run_dir / "checkpoint-8", seen_by_rank_0 / "checkpoint-8")
     seen_by_rank_1.mkdir()
     script = tmp_path / "agree.py"
     script.write_text(AGREE)
@@ -57,8 +57,8 @@ def test_every_rank_takes_rank_0s_resume_decision(trained, tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
-    assert [r["local"] for r in lines] == [4, 0]  # the two views differ ...
-    assert [r["agreed"] for r in lines] == [4, 4]  # ... and both ranks resume where rank 0 decided
+    assert [r["local"] for r in lines] == [8, 0]  # the two views differ ...
+    assert [r["agreed"] for r in lines] == [8, 8]  # ... and both ranks resume where rank 0 decided
     assert {r["dir"] for r in lines} == {str(seen_by_rank_0)}
 
 
