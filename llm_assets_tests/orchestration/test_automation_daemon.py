@@ -23,12 +23,10 @@ import yaml
 
 from llm_assets.books.selection import book_list_fingerprint
 from llm_assets.instance import DAGSTER_YAML
-from llm_assets.orchestration.assets import raw_books
 from llm_assets.orchestration.automation import CHANGE_TAG, FINGERPRINT_TAG, PIPELINE_JOB, RUN_CONFIG_FILE
-from llm_assets.orchestration.resources import GutenbergResource, PathsResource
 from llm_assets_tests.gutenberg_server import GutenbergMirror, make_books
 from llm_assets_tests.orchestration.automation_harness import USER_RUN_CONFIG
-from llm_assets_tests.orchestration.projects import CliProject
+from llm_assets_tests.orchestration.projects import CliProject, finish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -92,9 +90,7 @@ def test_the_daemon_skips_a_typo_naming_file_and_key_then_launches_the_change_on
 ) -> None:
     project = daemon_project
     instance = project.instance()
-    dg.materialize([raw_books], instance=instance, resources={  # the user's first run
-        "paths": PathsResource(data_dir=str(project.data), checkpoint_dir=str(project.checkpoints)),
-        "gutenberg": GutenbergResource(mirror=gutenberg_mirror.url, backoff_seconds=0.01)})
+    finish(project.materialize("raw_books"))  # the user's first run, through the CLI as a user does
     run_config_file = project.data / RUN_CONFIG_FILE
     run_config_file.write_text("ops:\n  tokenizer:\n    config:\n      vocab_sise: 1000\n", encoding="utf-8")
     (project.data / "books.yaml").write_text("books:\n  - 101\n  - 102\n  - 103\n", encoding="utf-8")
