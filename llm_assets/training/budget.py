@@ -33,6 +33,10 @@ SAFETY_SHARE = 0.01
 CORRECT_SHARE = 0.01
 # The first steps are slow (allocator, caches, lazy initialisation): not used for step times.
 SKIP_STEPS = 3
+# No corrections in the decay's last steps: a few steps move the end by little, and a decision
+# changes the rate from the next-but-one step in the Trainer's own records (its scheduler has set
+# the next one already), so the last step's recorded rate is then the floor the schedule reached.
+FINAL_STEPS = 5
 
 Agree = Callable[[Any], Any]  # rank 0's value on every rank (distributed.decided_by_main)
 
@@ -155,8 +159,10 @@ class TimeBudget(TrainerCallback, ExportableState):
 
     def _correction(self, steps_done: int, args: Any) -> dict[str, int] | None:
         """A new end for the decay when the projected finish has drifted (rank 0's view)."""
-        fit = self._steps_that_fit(steps_done, args)
         planned = self.schedule.decay_to - steps_done
+        if planned <= FINAL_STEPS:
+            return None
+        fit = self._steps_that_fit(steps_done, args)
         per_step = self.step_seconds() or 0.0
         if abs(fit - planned) * per_step <= CORRECT_SHARE * self.budget_seconds:
             return None
