@@ -51,7 +51,8 @@ def test_a_training_keeps_its_dataset_while_two_data_runs_publish_new_ones(
 
     training = project.materialize("trained_model", {"ops": {"trained_model": {"config": {
         "preset": "tiny", "time_budget_minutes": 2.5, "save_steps": 50, "nproc_per_node": processes,
-        "dataloader_workers": workers, "batch_size": 4, "sample_prompts": []}}}})
+        "dataloader_workers": workers, "batch_size": 4, "sample_prompts": [],
+        "early_stopping_patience": 0}}}})  # it must outlast the two data runs
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and training.poll() is None:
         if any("held until the run ends" in m for r in instance.get_runs() for _, m in messages(instance, r.run_id)):
