@@ -11,6 +11,7 @@ instance), books served from a local mirror, at the machine's default threads:
   ``data_prep.py`` (train a BPE, encode, chunk; one process, started from scratch) on the same text.
 
     python benchmarks/end_to_end.py pipeline --mirror PATH     # PATH: a folder in Gutenberg's mirror layout
+    python benchmarks/end_to_end.py pipeline --run-config data/run_config.yaml --mirror PATH   # the README's main command
     python benchmarks/end_to_end.py data-prep --corpus-mb 45 --mirror PATH
 """
 
@@ -39,9 +40,10 @@ def mirror_books(mirror: Path) -> dict[int, bytes]:
     return {int(p.parent.name): p.read_bytes() for p in sorted((mirror / "cache" / "epub").glob("*/pg*.txt"))}
 
 
-def materialize(project: Path, env: dict[str, str], select: str, config: dict) -> float:
-    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "llm_assets", "--select", select,
-               "--config-json", json.dumps(config)]
+def materialize(project: Path, env: dict[str, str], select: str, config: dict | Path) -> float:
+    """Wall seconds of ``dagster asset materialize``; ``config`` a dict, or a run-config file (``-c``)."""
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "llm_assets", "--select", select]
+    command += ["-c", str(config)] if isinstance(config, Path) else ["--config-json", json.dumps(config)]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -83,24 +85,27 @@ def new_project(root: Path, ids: list[int], mirror_url: str) -> tuple[Path, dict
 
 def pipeline(args: argparse.Namespace) -> None:
     books = mirror_books(args.mirror)
-    config = {"ops": {"tokenizer": {"config": {"vocab_size": args.vocab}},
-                      "trained_model": {"config": {"preset": args.preset, "max_steps": args.steps,
-                                                   "save_steps": args.save_steps}}}}
+    config: dict | Path = args.run_config.resolve() if args.run_config else {"ops": {
+        "tokenizer": {"config": {"vocab_size": args.vocab}},
+        "trained_model": {"config": {"preset": args.preset, "max_steps": args.steps, "save_steps": args.save_steps}}}}
     with tempfile.TemporaryDirectory() as tmp, GutenbergMirror(root=args.mirror) as mirror:
         project, env = new_project(Path(tmp), list(books), mirror.url)
         wall = materialize(project, env, "*", config)
         steps = step_seconds(project)
         trained = trained_metadata(project)
     inside = sum(steps.values())
-    print(f"pipeline: {len(books)} books ({sum(map(len, books.values())) / 1e6:.1f} MB), vocab {args.vocab}, "
-          f"{args.preset} x {args.steps} steps, {os.cpu_count()} cpus")
+    what = args.run_config or f"vocab {args.vocab}, {args.preset} x {args.steps} steps"
+    print(f"pipeline: {len(books)} books ({sum(map(len, books.values())) / 1e6:.1f} MB), {what}, "
+          f"{os.cpu_count()} cpus, load average at the end {os.getloadavg()[0]:.1f}")
     for step, seconds in steps.items():
         print(f"  {step:<20} {seconds:7.1f} s")
     print(f"wall {wall:.1f} s | inside the {len(steps)} steps {inside:.1f} s | orchestration overhead "
           f"{wall - inside:.1f} s")
-    print(f"trained_model: {trained['global_step']} steps, eval loss {trained['eval_loss']}, perplexity "
-          f"{trained['perplexity']}, {trained['tokens_per_second']:,.0f} tokens/s, {trained['parameters']:,} "
-          f"parameters\nsamples:\n{trained['samples']}")
+    print(f"trained_model: {trained['preset']} with {trained.get('optimizer')}, {trained['global_step']} steps "
+          f"(best {trained.get('best_step')}), eval loss {trained['eval_loss']}, {trained.get('eval_bpb')} bits/byte, "
+          f"perplexity {trained['perplexity']}, {trained['tokens_per_second']:,.0f} tokens/s, "
+          f"{trained['parameters']:,} parameters; budget {trained.get('time_budget_minutes')} min, "
+          f"{trained.get('time_used_seconds')} s used\nsamples:\n{trained['samples']}")
 
 
 def data_prep(args: argparse.Namespace) -> None:
@@ -149,6 +154,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200, help="-1: one epoch")
     p.add_argument("--save-steps", type=int, default=500)
     p.add_argument("--vocab", type=int, default=4096)
+    p.add_argument("--run-config", type=Path, help="a run-config YAML (-c), e.g. data/run_config.yaml: "
+                   "replaces --preset, --steps, --save-steps and --vocab")
     d = sub.add_parser("data-prep")
     d.add_argument("--corpus-mb", type=float, default=45)
     d.add_argument("--vocab", type=int, default=50257)
