@@ -94,7 +94,7 @@ def trained_model(
     with lock as held, hold_version(p.dataset_dir) as dataset, hold_version(p.tokenizer_dir) as tokenizer:
         context.log.info(f"holding the training lock {held}" if held else
                          "training without the training lock (training_lock: false)")
-        trained_on = _trained_on(context, dataset, tokenizer)
+        trained_on = _trained_on(context, p, dataset, tokenizer)
         if processes == 1:
             result = train_model(dataset, tokenizer, p.checkpoint_dir, train_config, device=where,
                                  progress=report, lock=False)
@@ -116,12 +116,18 @@ def trained_model(
         context.log.info("releasing the training lock" if held else "training done")
 
 
-def _trained_on(context: dg.AssetExecutionContext, dataset: Path, tokenizer: Path) -> dict[str, Any]:
+def _trained_on(context: dg.AssetExecutionContext, p: Paths, dataset: Path, tokenizer: Path) -> dict[str, Any]:
     """The held versions as metadata, and a warning if a publish slipped in between the run's start
-    (when Dagster noted tokenized_dataset's data version as this run's input) and the hold."""
-    from llm_assets.digests import digest_tree
+    (when Dagster noted tokenized_dataset's data version as this run's input) and the hold.
 
-    digest = digest_tree(dataset, "*.arrow")  # tokenized_dataset's data version
+    The digest comes from the dataset stage's digest cache, read and never written here (the stage
+    is its only writer): the files it hashed when it published are not read again, so a gigabyte
+    dataset costs a ``stat`` per file, not a full read, at every training start."""
+    from llm_assets.digests import DigestCache
+
+    digests = DigestCache(p.stamps_dir / "tokenized_dataset.digests.json")
+    digest = digests.digest_tree(dataset, "*.arrow")  # tokenized_dataset's data version
+    context.log.info(f"dataset digest: {digests.summary()}")
     event = context.instance.get_latest_materialization_event(tokenized_dataset.key)
     recorded = (event.tags or {}).get("dagster/data_version") if event is not None else None
     if recorded and recorded != digest:

@@ -66,6 +66,8 @@ def test_a_training_keeps_its_dataset_while_two_data_runs_publish_new_ones(
 
     metadata, _, run_id = latest(instance, "trained_model")
     assert metadata["dataset_version"] == str(started_with) and metadata["dataset_data_version"] == digest
+    # ...taken from the dataset stage's digest cache, without reading the dataset again
+    assert any(m.startswith("dataset digest:") and " 0 hashed" in m for _, m in messages(instance, run_id))
     event = instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
     assert event.asset_materialization.tags["dagster/input_data_version/tokenized_dataset"] == digest
     [check] = [e.asset_check_evaluation for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
